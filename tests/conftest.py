@@ -1,0 +1,39 @@
+"""Shared fixtures: the golden folder, fill-v1, and a 2-thread CPU setting that matches how the goldens were made."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = Path(os.environ.get("TORCHMETRICS_AV_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+
+# The goldens were produced on CPU with 2 threads; float32 reductions depend on the thread split.
+torch.set_num_threads(2)
+
+
+def golden_path(name: str) -> Path:
+    """Folder of golden `name`, or skip the test with the reason when the golden set is absent."""
+    path = GOLDEN_DIR / name
+    if not path.is_dir():
+        pytest.skip(f"golden folder {path} is absent (set TORCHMETRICS_AV_GOLDEN_DIR to the shared/golden folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fill_v1() -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """The deterministic name-based weight fill of ../shared/golden/fill.py."""
+    fill_file = GOLDEN_DIR / "fill.py"
+    if not fill_file.exists():
+        pytest.skip(f"{fill_file} is absent (set TORCHMETRICS_AV_GOLDEN_DIR)")
+    sys.path.insert(0, str(GOLDEN_DIR))
+    try:
+        from fill import fill_v1 as fn
+    finally:
+        sys.path.pop(0)
+    return fn

@@ -1,0 +1,36 @@
+"""torchmetrics-av: TorchMetrics-compatible metrics for generated audio and audio-with-video.
+
+Metrics (all ``torchmetrics.Metric`` subclasses, imported lazily so ``import torchmetrics_av`` stays cheap):
+``FrechetAudioDistance`` (FD_PaSST), ``PaSSTKLDivergence`` (KL_PaSST), ``CLAPScore``, ``AudioboxAesthetics``,
+``SpeechWordErrorRate``, ``ImageBindScore``, ``DeSync``.
+
+Example:
+    >>> import torchmetrics_av
+    >>> torchmetrics_av.FrechetAudioDistance.__name__
+    'FrechetAudioDistance'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "FrechetAudioDistance": "torchmetrics_av.audio.fad",
+    "PaSSTKLDivergence": "torchmetrics_av.audio.kl",
+    "CLAPScore": "torchmetrics_av.audio.clap",
+    "AudioboxAesthetics": "torchmetrics_av.audio.aesthetics",
+    "SpeechWordErrorRate": "torchmetrics_av.audio.wer",
+    "ImageBindScore": "torchmetrics_av.av.imagebind",
+    "DeSync": "torchmetrics_av.av.desync",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'torchmetrics_av' has no attribute {name!r}")

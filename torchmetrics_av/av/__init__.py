@@ -1,0 +1,1 @@
+"""Audio-video metrics: ImageBind score and Synchformer DeSync."""

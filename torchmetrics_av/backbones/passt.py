@@ -1,0 +1,114 @@
+"""PaSST (``passt_s_swa_p16_128_ap476``): the AudioSet audio transformer behind FD_PaSST and KL_PaSST.
+
+The network is hear21passt's own ``PaSST`` class (the code FastVideo and av-benchmark run), so the official checkpoint
+``passt-s-f128-p16-s10-ap.476-swa.pt`` (Apache-2.0, 86,153,758 parameters, 159 tensors) loads strictly into
+``.model``. The mel front end is :class:`torchmetrics_av.preprocessing.PaSSTMelSpectrogram` (same numbers as
+hear21passt's ``AugmentMelSTFT`` in eval mode, without its global-RNG draws).
+
+Example:
+    >>> import torch
+    >>> from torchmetrics_av.backbones import PaSST
+    >>> net = PaSST(pretrained=False, embed_dim=32, depth=1, num_heads=2)   # tiny random config for a quick look
+    >>> emb, logits = net(torch.zeros(2, 32000))
+    >>> emb.shape, logits.shape
+    (torch.Size([2, 32]), torch.Size([2, 527]))
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor, nn
+
+from torchmetrics_av.preprocessing import PASST_SAMPLE_RATE, PaSSTMelSpectrogram
+from torchmetrics_av.weights import Checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+
+PASST_CHECKPOINT = Checkpoint(
+    name="passt_s_swa_p16_128_ap476",
+    filename="passt-s-f128-p16-s10-ap.476-swa.pt",
+    url="https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
+    license="Apache-2.0",
+)
+# hear21passt.get_model defaults: 128 mel bins x 998 frames, patch 16, stride 10x10 -> a 12 x 99 patch grid.
+PASST_INPUT_SIZE = (128, 998)
+PASST_PATCH = 16
+PASST_STRIDE = (10, 10)
+PASST_NUM_CLASSES = 527
+PASST_EMBED_DIM = 768
+# Longest input the time positional embedding covers: 10 s at 32 kHz (1000 frames -> 99 patches).
+PASST_MAX_SAMPLES = 10 * PASST_SAMPLE_RATE
+
+
+def build_passt_network(embed_dim: int = PASST_EMBED_DIM, depth: int = 12, num_heads: int = 12) -> nn.Module:
+    """The hear21passt ``PaSST`` network with the arguments of ``get_model("passt_s_swa_p16_128_ap476")``.
+
+    Smaller ``embed_dim``/``depth``/``num_heads`` give the same architecture at test size.
+    """
+    from hear21passt.models import passt as passt_module
+
+    # hear21passt prints tensor shapes on its first forward through a module-global flag.
+    passt_module.first_RUN = False
+    return passt_module.PaSST(
+        img_size=PASST_INPUT_SIZE, patch_size=PASST_PATCH, stride=PASST_STRIDE, in_chans=1,
+        num_classes=PASST_NUM_CLASSES, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=4.0,
+        qkv_bias=True, distilled=True,
+    )
+
+
+class PaSST(nn.Module):
+    """PaSST audio tagger: 32 kHz waveform -> (768-d embedding, 527 AudioSet logits), batched.
+
+    Args:
+        weights: local path to ``passt-s-f128-p16-s10-ap.476-swa.pt`` (or a state_dict file with the same keys).
+        pretrained: load the official checkpoint (``weights``, else the cache, else a download). ``False`` keeps the
+            random initialisation and needs no network.
+        embed_dim: transformer width (768 for the official model; smaller only for tests).
+        depth: number of blocks (12 official).
+        num_heads: attention heads (12 official).
+        cache_dir: checkpoint cache override (default ``$TORCHMETRICS_AV_CACHE``).
+
+    Attributes:
+        model: hear21passt ``PaSST``; its ``state_dict()`` keys and shapes equal the official checkpoint's.
+        mel: the log-mel front end.
+        checkpoint_id: provenance string, ``"<name>@sha256:<digest>"`` or ``"random-init"``.
+    """
+
+    sample_rate = PASST_SAMPLE_RATE
+    max_samples = PASST_MAX_SAMPLES
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        pretrained: bool = True,
+        *,
+        embed_dim: int = PASST_EMBED_DIM,
+        depth: int = 12,
+        num_heads: int = 12,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        self.mel = PaSSTMelSpectrogram()
+        self.model = build_passt_network(embed_dim, depth, num_heads)
+        self.embed_dim = embed_dim
+        self.checkpoint_id = "random-init"
+        if weights is not None or pretrained:
+            path = resolve_checkpoint(PASST_CHECKPOINT, weights, cache_dir=cache_dir)
+            self.model.load_state_dict(load_state_dict(path), strict=True)
+            self.checkpoint_id = f"{PASST_CHECKPOINT.name}@sha256:{sha256_file(path)[:16]}"
+        self.eval()
+
+    def forward(self, wave: Tensor) -> tuple[Tensor, Tensor]:
+        """Embed a batch.
+
+        Args:
+            wave: ``(B, T)`` float32 mono audio at 32 kHz, ``T <= 320000`` (10 s). Equal lengths within a batch.
+
+        Returns:
+            ``(embedding (B, embed_dim), logits (B, 527))``; logits are pre-sigmoid.
+        """
+        if wave.ndim != 2 or wave.shape[-1] > PASST_MAX_SAMPLES:
+            raise ValueError(f"`wave` must be (B, T<={PASST_MAX_SAMPLES}) 32 kHz audio, got {tuple(wave.shape)}")
+        mel = self.mel(wave.to(self.mel.mel_basis.device, torch.float32))
+        logits, embedding = self.model(mel.unsqueeze(1))
+        return embedding, logits

@@ -1,0 +1,148 @@
+"""Shared machinery of every torchmetrics-av metric: a frozen, lazily built backbone kept out of ``state_dict``,
+float64 states that survive dtype casts, per-sample "cat" states that sync safely across DDP ranks, and the
+``details`` API.
+
+Details API (the same for every metric): after ``compute()``, ``metric.details`` is a dict of DDP-synced extras —
+per-sample tensors (in the order the samples were seen on rank 0, then rank 1, ...), counts of skipped or dropped
+samples, and secondary values such as the sigmoid KL. It is rebuilt by every ``compute()``.
+
+Example:
+    >>> import torch
+    >>> from torchmetrics_av.base import check_protocol
+    >>> check_protocol("av-benchmark")
+    'av-benchmark'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+Protocol = Literal["fastvideo", "av-benchmark"]
+PROTOCOLS: tuple[str, ...] = ("fastvideo", "av-benchmark")
+
+
+def check_protocol(protocol: str) -> str:
+    """Return ``protocol`` if it is known, else raise ``ValueError`` listing the choices."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {protocol!r}")
+    return protocol
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Put ``module`` in eval mode with ``requires_grad=False`` everywhere (metrics never train their backbone)."""
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+class BackboneMetric(Metric):
+    """Base class of the torchmetrics-av metrics.
+
+    Subclasses implement ``_build_backbone()`` (called lazily on first use when no backbone was injected), and add
+    states with :meth:`add_state` / :meth:`add_sample_state`. The backbone is held outside the module tree, so it is
+    not in ``state_dict()`` (a Lightning checkpoint does not grow by 300 MB per metric) and is not wrapped by DDP; it
+    still follows ``.to(device)`` / ``.cuda()`` / dtype casts of the metric.
+
+    Args:
+        backbone: an instance from :mod:`torchmetrics_av.backbones`, so one loaded model can serve several metrics.
+        weights: local checkpoint path in the official format, used when ``backbone`` is not given.
+        kwargs: forwarded to :class:`torchmetrics.Metric`.
+    """
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, backbone: nn.Module | None = None, weights: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weights = weights
+        self.__dict__["_backbone"] = freeze(backbone) if backbone is not None else None
+        self._float64_states: list[str] = []
+        self._sample_states: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self._details: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # backbone
+
+    def _build_backbone(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The frozen backbone on the metric's device, built on first access when none was injected."""
+        bb = self.__dict__["_backbone"]
+        if bb is None:
+            bb = freeze(self._build_backbone())
+            self.__dict__["_backbone"] = bb
+        try:
+            dev = next(bb.parameters()).device
+        except StopIteration:
+            dev = self.device
+        if dev != self.device:
+            bb.to(self.device)
+        return bb
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> Metric:
+        out = super()._apply(fn, *args, **kwargs)
+        bb = self.__dict__.get("_backbone")
+        if bb is not None:
+            bb._apply(fn)
+        # FD sums of squares lose digits in float32 and overflow in float16: keep float64 states float64 whatever
+        # `.to(dtype)`, `.half()` of a parent LightningModule or DeepSpeed does to the metric.
+        for name in getattr(self, "_float64_states", []):
+            setattr(self, name, getattr(self, name).to(torch.float64))
+            self._defaults[name] = self._defaults[name].to(torch.float64)
+        return out
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # states
+
+    def add_float64_state(self, name: str, shape: tuple[int, ...] = ()) -> None:
+        """A float64 zero tensor state reduced by sum across ranks."""
+        self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
+        self._float64_states.append(name)
+
+    def add_sample_state(self, name: str, trailing_shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float64) -> None:
+        """A per-sample ``cat`` list state holding ``(n, *trailing_shape)`` tensors.
+
+        A rank with no samples contributes a correctly shaped empty tensor at sync, so gathering never fails on a
+        rank mismatch (torchmetrics' own 1-D placeholder breaks 2-D states, reference/torchmetrics.md §1.8).
+        """
+        self.add_state(name, [], dist_reduce_fx="cat")
+        self._sample_states[name] = (trailing_shape, dtype)
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        for name, (shape, dtype) in self._sample_states.items():
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) == 0:
+                value.append(torch.zeros((0, *shape), dtype=dtype, device=self.device))
+        super()._sync_dist(dist_sync_fn=dist_sync_fn, process_group=process_group)
+
+    def _cat(self, name: str) -> Tensor:
+        """A per-sample state as one tensor (lists before sync, tensors after)."""
+        shape, dtype = self._sample_states[name]
+        value = getattr(self, name)
+        if isinstance(value, Tensor):
+            return value
+        if len(value) == 0:
+            return torch.zeros((0, *shape), dtype=dtype, device=self.device)
+        return torch.cat(value, dim=0)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # details
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """DDP-synced per-sample values and counts from the last ``compute()`` (see the module docstring)."""
+        if self._details is None:
+            raise RuntimeError(f"{type(self).__name__}.details is filled by compute(); call compute() first")
+        return self._details
+
+    def reset(self) -> None:
+        """Clear the accumulated states and the last details."""
+        super().reset()
+        self._details = None

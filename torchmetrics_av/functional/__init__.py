@@ -1,0 +1,1 @@
+"""Pure tensor functions behind the metrics (no state, no models)."""

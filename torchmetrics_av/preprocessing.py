@@ -1,0 +1,276 @@
+"""The one place for signal preprocessing: input validation, mono, DC removal, resampling, peak normalisation,
+pad/trim, windowing and the PaSST log-mel front end.
+
+Every metric routes its audio through these functions, so a protocol difference (e.g. FastVideo's soxr resampling and
+peak normalisation vs av-benchmark's DC removal and torchaudio resampling) lives in exactly one function.
+
+Shapes: a *clip* is a ``(C, T)`` float32 tensor (channels, samples) at its own sample rate; a *batch* is a list of
+clips. Units: samples and Hz; amplitudes are floats in [-1, 1] (int16 PCM is scaled by 1/32768).
+
+Example:
+    >>> import torch
+    >>> from torchmetrics_av.preprocessing import as_clip_list, to_mono, resample
+    >>> clips = as_clip_list(torch.zeros(2, 1, 16000) + 0.1, "preds")
+    >>> mono = to_mono(clips[0])
+    >>> resample(mono, 16000, 32000, "soxr_hq").shape
+    torch.Size([32000])
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+AudioInput = Tensor | Sequence[Tensor]
+Resampler = Literal["soxr_hq", "torchaudio", "torchaudio_functional"]
+RESAMPLERS: tuple[str, ...] = ("soxr_hq", "torchaudio", "torchaudio_functional")
+
+# int16 PCM full scale: soundfile/torchaudio/librosa all decode PCM16 as code / 32768.
+INT16_SCALE = 32768.0
+# A (B, C, T) tensor whose "channel" axis is longer than this while its time axis is not is almost surely (B, T, C).
+_MAX_PLAUSIBLE_CHANNELS = 8
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, Tensor):
+        return f"Tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return type(x).__name__
+
+
+def _to_float(x: Tensor, name: str) -> Tensor:
+    if x.dtype == torch.int16:
+        return x.to(torch.float32) / INT16_SCALE
+    if x.is_floating_point():
+        return x.to(torch.float32)
+    raise ValueError(f"`{name}` must be float audio in [-1, 1] or int16 PCM, got dtype {x.dtype}")
+
+
+def as_clip_list(audio: AudioInput, name: str = "preds", *, min_samples: int = 1) -> list[Tensor]:
+    """Validate audio input and return a list of float32 ``(C, T)`` clips.
+
+    Args:
+        audio: ``(B, T)`` or ``(B, C, T)`` tensor, or a list of ``(T,)`` / ``(C, T)`` tensors of any lengths; float in
+            [-1, 1] or int16 PCM (scaled by 1/32768).
+        name: argument name used in error messages.
+        min_samples: the shortest clip accepted, in samples at the clip's own rate.
+
+    Raises:
+        ValueError: empty batch, wrong rank, non-audio dtype, likely channel-last layout, a clip shorter than
+            ``min_samples``, or NaN/Inf samples. The message names ``name`` and the offending clip index.
+    """
+    if isinstance(audio, Tensor):
+        if audio.ndim == 2:
+            clips = [c.unsqueeze(0) for c in audio]
+        elif audio.ndim == 3:
+            if audio.shape[1] > _MAX_PLAUSIBLE_CHANNELS and audio.shape[2] <= _MAX_PLAUSIBLE_CHANNELS:
+                raise ValueError(
+                    f"`{name}` looks channel-last ({tuple(audio.shape)}); pass (B, C, T), e.g. `{name}.transpose(1, 2)`"
+                )
+            clips = list(audio)
+        else:
+            raise ValueError(f"`{name}` must be a (B, T) or (B, C, T) tensor or a list of clips, got {_describe(audio)}")
+    elif isinstance(audio, Sequence) and not isinstance(audio, str):
+        clips = []
+        for i, c in enumerate(audio):
+            if not isinstance(c, Tensor) or c.ndim not in (1, 2):
+                raise ValueError(f"`{name}[{i}]` must be a (T,) or (C, T) tensor, got {_describe(c)}")
+            if c.ndim == 2 and c.shape[0] > _MAX_PLAUSIBLE_CHANNELS and c.shape[1] <= _MAX_PLAUSIBLE_CHANNELS:
+                raise ValueError(f"`{name}[{i}]` looks channel-last ({tuple(c.shape)}); pass (C, T), e.g. `.T`")
+            clips.append(c if c.ndim == 2 else c.unsqueeze(0))
+    else:
+        raise ValueError(f"`{name}` must be a tensor or a list of tensors, got {_describe(audio)}")
+    if len(clips) == 0:
+        raise ValueError(f"`{name}` is an empty batch; pass at least one clip")
+    out = []
+    for i, c in enumerate(clips):
+        c = _to_float(c, f"{name}[{i}]")
+        if c.shape[-1] < min_samples or c.shape[0] == 0:
+            raise ValueError(f"`{name}[{i}]` has {c.shape[-1]} samples; at least {min_samples} are needed")
+        if not bool(torch.isfinite(c).all()):
+            raise ValueError(f"`{name}[{i}]` contains NaN or Inf samples; clean or drop the clip before update()")
+        out.append(c)
+    return out
+
+
+def sample_rates(rate: int | Sequence[int] | None, n: int, name: str) -> list[int]:
+    """Broadcast a sample rate (one int, or one per clip) to ``n`` clips.
+
+    Raises:
+        ValueError: ``rate`` is missing, not a positive integer, or has the wrong length.
+    """
+    if rate is None:
+        raise ValueError(f"`{name}` is required: give the sample rate (Hz) of the audio, per metric or per update()")
+    rates = [rate] * n if isinstance(rate, int | float) else list(rate)
+    if len(rates) != n:
+        raise ValueError(f"`{name}` has {len(rates)} entries for {n} clips; give one int or one per clip")
+    for r in rates:
+        if isinstance(r, bool) or not float(r).is_integer() or int(r) <= 0:
+            raise ValueError(f"`{name}` must hold positive integer rates in Hz, got {r!r}")
+    return [int(r) for r in rates]
+
+
+def to_mono(clip: Tensor, policy: Literal["mean", "first"] = "mean") -> Tensor:
+    """``(C, T)`` -> ``(T,)``: channel mean (FastVideo/librosa and av-benchmark) or channel 0 (ImageBind's fbank)."""
+    if policy == "mean":
+        return clip.mean(dim=0)
+    if policy == "first":
+        return clip[0]
+    raise ValueError(f"`policy` must be 'mean' or 'first', got {policy!r}")
+
+
+def remove_dc(x: Tensor) -> Tensor:
+    """Subtract the clip mean over the last axis (av-benchmark's ``wave - wave.mean()``, float32 reduction)."""
+    return x - x.mean(dim=-1, keepdim=True)
+
+
+def is_silent(x: Tensor) -> bool:
+    """True when every sample is exactly zero (peak normalisation is undefined there)."""
+    return not bool(x.abs().max() > 0)
+
+
+def peak_normalize(x: Tensor, target_dbfs: float = -1.0) -> Tensor:
+    """Scale so that ``max|x|`` is ``target_dbfs``, exactly as ``pyloudnorm.normalize.peak`` under NumPy 2.
+
+    The gain is float64 and the product is float64 (NumPy 2 promotes ``float64 scalar * float32 array`` to float64);
+    the result is returned in float64 and is rounded to float32 only when the caller builds the model window, as
+    FastVideo does. This matters at the 1-ulp level.
+
+    Raises:
+        ValueError: ``x`` is all zeros (pyloudnorm would return NaN); callers count such clips as skipped.
+    """
+    peak = float(x.abs().max())
+    if peak == 0.0:
+        raise ValueError("cannot peak-normalise a silent clip (all samples are zero)")
+    gain = 10.0 ** (target_dbfs / 20.0) / peak
+    return x.to(torch.float64) * gain
+
+
+def pad_or_trim(x: Tensor, length: int, value: float = 0.0) -> Tensor:
+    """Cut the last axis to ``length`` or right-pad it with ``value``."""
+    n = x.shape[-1]
+    if n >= length:
+        return x[..., :length]
+    return torch.nn.functional.pad(x, (0, length - n), value=value)
+
+
+def librosa_length(n: int, orig_sr: int, target_sr: int) -> int:
+    """librosa's output-length rule for ``resample(fix=True)``: ``ceil(n * target_sr / orig_sr)``."""
+    return int(math.ceil(n * (float(target_sr) / orig_sr)))
+
+
+@functools.lru_cache(maxsize=32)
+def _torchaudio_resampler(orig_sr: int, target_sr: int) -> nn.Module:
+    import torchaudio
+
+    # transforms.Resample builds its sinc kernel in float64 and stores it as float32 (av-benchmark's AudioDataset).
+    return torchaudio.transforms.Resample(orig_sr, target_sr)
+
+
+def resample(x: Tensor, orig_sr: int, target_sr: int, method: Resampler = "soxr_hq") -> Tensor:
+    """Resample the last axis of ``x`` from ``orig_sr`` to ``target_sr`` the way a protocol's reference does.
+
+    Args:
+        x: ``(..., T)`` float32 audio.
+        orig_sr: input rate in Hz.
+        target_sr: output rate in Hz.
+        method: ``"soxr_hq"`` = ``librosa.load(sr=...)`` (FastVideo): soxr HQ on CPU in float32, then librosa's
+            length rule ``ceil(n*target/orig)`` with zero padding. ``"torchaudio"`` = ``torchaudio.transforms.Resample``
+            with default settings (av-benchmark), on ``x``'s device. ``"torchaudio_functional"`` =
+            ``torchaudio.functional.resample`` (ImageBind, Audiobox), kernel built in the input dtype on ``x``'s device.
+
+    Returns:
+        The resampled tensor, same dtype and device as ``x``; ``x`` itself when the rates are equal.
+    """
+    if orig_sr == target_sr:
+        return x
+    if method == "soxr_hq":
+        import soxr
+
+        n_out = librosa_length(x.shape[-1], orig_sr, target_sr)
+        flat = x.detach().to("cpu", torch.float32).reshape(-1, x.shape[-1]).numpy()
+        rows = [soxr.resample(row, orig_sr, target_sr, quality="soxr_hq") for row in flat]
+        out = torch.from_numpy(np.stack([np.asarray(r, dtype=np.float32) for r in rows]))
+        out = pad_or_trim(out, n_out).reshape(*x.shape[:-1], n_out)
+        return out.to(x.device)
+    if method == "torchaudio":
+        res = _torchaudio_resampler(orig_sr, target_sr)
+        kernel = res.kernel.to(device=x.device, dtype=x.dtype)
+        from torchaudio.functional.functional import _apply_sinc_resample_kernel
+
+        # Same computation as Resample.forward, with the cached float64-built kernel moved to x's device.
+        return _apply_sinc_resample_kernel(x, res.orig_freq, res.new_freq, res.gcd, kernel, res.width)
+    if method == "torchaudio_functional":
+        import torchaudio.functional as taf
+
+        return taf.resample(x, orig_sr, target_sr)
+    raise ValueError(f"`resampler` must be one of {RESAMPLERS}, got {method!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# PaSST front end (hear21passt AugmentMelSTFT in eval mode, see ../shared/golden/passt/README.md §2).
+
+PASST_SAMPLE_RATE = 32000
+PASST_N_MELS = 128
+PASST_N_FFT = 1024
+PASST_WIN_LENGTH = 800
+PASST_HOP = 320
+# AugmentMelSTFT(fmax=None): fmax = sr/2 - fmax_aug_range/2 = 16000 - 1000; fmin = 0.
+PASST_FMIN = 0.0
+PASST_FMAX = 15000.0
+PASST_PREEMPHASIS = 0.97
+# log(mel + 1e-5), then (x + 4.5) / 5: hear21passt's "fast normalization".
+PASST_LOG_OFFSET = 1e-5
+PASST_NORM_SHIFT = 4.5
+PASST_NORM_SCALE = 5.0
+
+
+class PaSSTMelSpectrogram(nn.Module):
+    """PaSST's log-mel front end (``AugmentMelSTFT`` in eval mode), without its global-RNG side effect.
+
+    hear21passt draws two ``torch.randint`` values per forward even in eval mode (unused there), which would perturb a
+    user's random stream; it also rebuilds the Kaldi mel bank on every call. This module builds the bank once and
+    computes the same numbers: pre-emphasis ``y[n] = x[n+1] - 0.97 x[n]`` (L-1 samples), ``|STFT|^2`` with
+    n_fft 1024 / hop 320 / Hann(800, periodic=False) / centred reflect padding, 128 Kaldi mel bands 0-15000 Hz, then
+    ``(log(mel + 1e-5) + 4.5) / 5``.
+
+    Input ``(B, T)`` at 32 kHz; output ``(B, 128, 1 + (T-1)//320)``.
+
+    Example:
+        >>> import torch
+        >>> PaSSTMelSpectrogram()(torch.zeros(1, 320000)).shape
+        torch.Size([1, 128, 1000])
+    """
+
+    window: Tensor
+    mel_basis: Tensor
+    preemphasis: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchaudio.compliance.kaldi import get_mel_banks
+
+        self.register_buffer("window", torch.hann_window(PASST_WIN_LENGTH, periodic=False), persistent=False)
+        self.register_buffer("preemphasis", torch.tensor([[[-PASST_PREEMPHASIS, 1.0]]]), persistent=False)
+        bank, _ = get_mel_banks(
+            PASST_N_MELS, PASST_N_FFT, float(PASST_SAMPLE_RATE), PASST_FMIN, PASST_FMAX,
+            vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0,
+        )
+        # Kaldi's bank covers n_fft/2 bins; hear21passt right-pads one zero column for the Nyquist bin.
+        self.register_buffer("mel_basis", torch.nn.functional.pad(bank, (0, 1)), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, T)`` float32 32 kHz audio -> ``(B, 128, frames)`` normalised log-mel."""
+        x = torch.nn.functional.conv1d(x.unsqueeze(1), self.preemphasis).squeeze(1)
+        spec = torch.stft(
+            x, PASST_N_FFT, hop_length=PASST_HOP, win_length=PASST_WIN_LENGTH, window=self.window,
+            center=True, normalized=False, onesided=True, return_complex=True,
+        )
+        power = torch.view_as_real(spec).pow(2).sum(dim=-1)
+        mel = torch.matmul(self.mel_basis, power.float())
+        return ((mel + PASST_LOG_OFFSET).log() + PASST_NORM_SHIFT) / PASST_NORM_SCALE
