@@ -3,7 +3,8 @@ float64 states that survive dtype casts, per-sample "cat" states that sync safel
 ``details`` API.
 
 Details API (the same for every metric): after ``compute()``, ``metric.details`` is a dict of DDP-synced extras —
-per-sample tensors (in the order the samples were seen on rank 0, then rank 1, ...), counts of skipped or dropped
+per-sample tensors (in the order the samples were seen on rank 0, then rank 1, ...; ``merge_state`` puts the
+incoming metric's samples first, as torchmetrics does), counts of skipped or dropped
 samples, and secondary values such as the sigmoid KL. It is rebuilt by every ``compute()``.
 
 Example:
@@ -15,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -40,6 +41,24 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+def resolve_rates(
+    call_rate: int | Sequence[int] | None,
+    call_target_rate: int | Sequence[int] | None,
+    rate: int | Sequence[int] | None,
+    target_rate: int | Sequence[int] | None,
+) -> tuple[int | Sequence[int] | None, int | Sequence[int] | None]:
+    """Sample rates for one ``update`` call: per-call values win, then the constructor's; reference audio defaults to
+    the generated audio's rate unless a target rate was given (DESIGN.md "Common constructor arguments").
+
+    Returns:
+        ``(rate for preds, rate for target)``; either may be ``None`` (the caller then raises a clear error).
+    """
+    preds_rate = call_rate if call_rate is not None else rate
+    if call_target_rate is not None:
+        return preds_rate, call_target_rate
+    return preds_rate, target_rate if target_rate is not None else preds_rate
+
+
 class BackboneMetric(Metric):
     """Base class of the torchmetrics-av metrics.
 
@@ -62,6 +81,8 @@ class BackboneMetric(Metric):
         self.weights = weights
         self.__dict__["_backbone"] = freeze(backbone) if backbone is not None else None
         self._float64_states: list[str] = []
+        self._float64_buffers: list[str] = []
+        self._float64_sample_states: list[str] = []
         self._sample_states: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         self._details: dict[str, Any] | None = None
 
@@ -86,16 +107,26 @@ class BackboneMetric(Metric):
             bb.to(self.device)
         return bb
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> Metric:
-        out = super()._apply(fn, *args, **kwargs)
+    def _apply(self, fn: Callable[[Tensor], Tensor], exclude_state: Sequence[str] = ()) -> Metric:
+        # float64 accumulators lose digits in bf16/fp16 and overflow in fp16: whatever `.to(dtype)`, a parent
+        # LightningModule's `.half()` or DeepSpeed does, they only change device. The backbone likewise only follows
+        # the device (cast it yourself, e.g. under autocast, if you want low-precision inference).
+        protected = [*getattr(self, "_float64_states", []), *getattr(self, "_float64_sample_states", [])]
+        stash = {name: getattr(self, name) for name in getattr(self, "_float64_buffers", [])}
+        out = super()._apply(fn, exclude_state=(*exclude_state, *protected))
+        device = fn(torch.zeros(1, device=self.device)).device
+        for name in protected:
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                setattr(self, name, value.to(device))
+                self._defaults[name] = self._defaults[name].to(device)
+            else:
+                setattr(self, name, [v.to(device) for v in value])
+        for name, value in stash.items():
+            setattr(self, name, value.to(device))
         bb = self.__dict__.get("_backbone")
         if bb is not None:
-            bb._apply(fn)
-        # FD sums of squares lose digits in float32 and overflow in float16: keep float64 states float64 whatever
-        # `.to(dtype)`, `.half()` of a parent LightningModule or DeepSpeed does to the metric.
-        for name in getattr(self, "_float64_states", []):
-            setattr(self, name, getattr(self, name).to(torch.float64))
-            self._defaults[name] = self._defaults[name].to(torch.float64)
+            bb.to(device)
         return out
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -114,6 +145,8 @@ class BackboneMetric(Metric):
         """
         self.add_state(name, [], dist_reduce_fx="cat")
         self._sample_states[name] = (trailing_shape, dtype)
+        if dtype == torch.float64:
+            self._float64_sample_states.append(name)
 
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
         for name, (shape, dtype) in self._sample_states.items():

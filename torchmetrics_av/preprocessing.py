@@ -213,6 +213,81 @@ def resample(x: Tensor, orig_sr: int, target_sr: int, method: Resampler = "soxr_
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Protocol loaders: what each reference does between "file decoded" and "model window".
+
+# FastVideo peak-normalises every clip to -1 dBFS (pyloudnorm.normalize.peak(x, -1.0)) for CLAP and PaSST.
+FASTVIDEO_PEAK_DBFS = -1.0
+# av-benchmark's --audio_length default (MMAudio tables): only the first 8 s of any clip is seen.
+AVBENCH_AUDIO_LENGTH_S = 8.0
+
+
+def protocol_waveform(
+    clip: Tensor,
+    sample_rate: int,
+    target_rate: int,
+    protocol: str,
+    *,
+    resampler: Resampler | None = None,
+    audio_length: float | None = AVBENCH_AUDIO_LENGTH_S,
+) -> Tensor | None:
+    """One ``(C, T)`` clip -> mono float32 ``(T',)`` at ``target_rate``, as the protocol's reference loader does it.
+
+    ``"fastvideo"`` (``librosa.load(sr=target, mono=True)`` + ``pyloudnorm.normalize.peak(-1 dB)``): channel mean,
+    soxr HQ resampling with librosa's length rule, peak normalisation in float64 rounded to float32, no DC removal.
+    ``"av-benchmark"`` (``AudioDataset``): channel mean, per-clip DC removal, ``torchaudio.transforms.Resample``,
+    truncation to ``audio_length`` seconds (``None`` = no truncation), no peak normalisation.
+
+    Args:
+        clip: ``(C, T)`` float32 audio from :func:`as_clip_list`.
+        sample_rate: rate of ``clip`` in Hz.
+        target_rate: the model's rate in Hz.
+        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        resampler: override the protocol's resampler (see :func:`resample`).
+        audio_length: av-benchmark truncation in seconds.
+
+    Returns:
+        The waveform, or ``None`` for an all-zero clip under ``"fastvideo"`` (peak normalisation is undefined; the
+        reference yields NaN there, metrics count the clip as skipped).
+    """
+    x = to_mono(clip, "mean")
+    if protocol == "fastvideo":
+        x = resample(x, sample_rate, target_rate, resampler or "soxr_hq")
+        if is_silent(x):
+            return None
+        return peak_normalize(x, FASTVIDEO_PEAK_DBFS).to(torch.float32)
+    if protocol == "av-benchmark":
+        x = resample(remove_dc(x), sample_rate, target_rate, resampler or "torchaudio")
+        if audio_length is not None:
+            x = x[: int(target_rate * audio_length)]
+        return x
+    raise ValueError(f"`protocol` must be 'fastvideo' or 'av-benchmark', got {protocol!r}")
+
+
+# stable-audio-metrics' passt_kld windowing, reused by FastVideo's KL: 10 s windows every 5 s; a short tail window is
+# zero-padded to 10 s only when it is longer than 15 % of a window (1.5 s), else it runs unpadded.
+KL_WINDOW_S = 10.0
+KL_HOP_S = 5.0
+KL_MIN_PAD_FRACTION = 0.15
+
+
+def sliding_windows(x: Tensor, sample_rate: int) -> list[Tensor]:
+    """Split ``(T,)`` audio into the stable-audio-metrics / FastVideo KL windows.
+
+    ``for i in range(0, max(hop, T - hop), hop)``: ``w = x[i:i+win]``, zero-padded to ``win`` when
+    ``0.15*win < len(w) < win``. A clip of at most 1.5 s is one unpadded window; ≤ 10 s gives one window; 10-15 s two.
+    """
+    win, hop = int(KL_WINDOW_S * sample_rate), int(KL_HOP_S * sample_rate)
+    min_pad = int(win * KL_MIN_PAD_FRACTION)
+    out = []
+    for start in range(0, max(hop, x.shape[-1] - hop), hop):
+        w = x[start : start + win]
+        if min_pad < w.shape[-1] < win:
+            w = pad_or_trim(w, win)
+        out.append(w)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # PaSST front end (hear21passt AugmentMelSTFT in eval mode, see ../shared/golden/passt/README.md §2).
 
 PASST_SAMPLE_RATE = 32000
@@ -274,3 +349,208 @@ class PaSSTMelSpectrogram(nn.Module):
         power = torch.view_as_real(spec).pow(2).sum(dim=-1)
         mel = torch.matmul(self.mel_basis, power.float())
         return ((mel + PASST_LOG_OFFSET).log() + PASST_NORM_SHIFT) / PASST_NORM_SCALE
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Video: input validation, frame-rate conversion, short-side resize + centre crop, [-1, 1] scaling (Synchformer/DeSync,
+# see ../shared/golden/synchformer/README.md §4). A *video* is a ``(F, C, H, W)`` tensor, uint8 in [0, 255] or float in
+# [0, 1]; a batch is a list of videos.
+
+VideoInput = Tensor | Sequence[Tensor]
+ResizeStyle = Literal["interpolate", "torchvision"]
+# Full scale of 8-bit video (rgb24 decoders).
+UINT8_MAX = 255.0
+# Frames per F.interpolate call: bounds the float32 working set of a long high-resolution clip (resizing is per frame,
+# so chunking does not change any value).
+_RESIZE_CHUNK = 32
+# FastVideo treats rates closer than this as equal (no resampling).
+_SAME_FPS_TOL = 1e-6
+# Rational approximation of a float frame rate (23.976 -> 24000/1001) for ffmpeg's exact timestamp arithmetic.
+_FPS_MAX_DENOMINATOR = 1_000_000
+
+
+def as_video_list(video: VideoInput, name: str = "target", *, channels: int = 3) -> list[Tensor]:
+    """Validate video input and return a list of ``(F, C, H, W)`` clips (dtype kept: uint8 or float).
+
+    Args:
+        video: ``(B, F, C, H, W)`` tensor or a list of ``(F, C, H, W)`` tensors (any frame counts and sizes); uint8 in
+            [0, 255] or float in [0, 1].
+        name: argument name used in error messages.
+        channels: the channel count the model expects (3 for RGB).
+
+    Raises:
+        ValueError: empty batch or clip, wrong rank, channel-last layout, wrong channel count, a dtype other than uint8
+            or float, float values outside [0, 1] (e.g. 0-255 floats), or NaN/Inf values.
+
+    Example:
+        >>> import torch
+        >>> clips = as_video_list(torch.zeros(2, 16, 3, 32, 48, dtype=torch.uint8))
+        >>> len(clips), tuple(clips[0].shape)
+        (2, (16, 3, 32, 48))
+    """
+    if isinstance(video, Tensor):
+        if video.ndim != 5:
+            raise ValueError(
+                f"`{name}` must be a (B, F, C, H, W) tensor or a list of (F, C, H, W), got {_describe(video)}"
+            )
+        clips = list(video)
+    elif isinstance(video, Sequence) and not isinstance(video, str):
+        clips = list(video)
+    else:
+        raise ValueError(f"`{name}` must be a (B, F, C, H, W) tensor or a list of (F, C, H, W), got {_describe(video)}")
+    if len(clips) == 0:
+        raise ValueError(f"`{name}` is an empty batch; pass at least one video")
+    for i, c in enumerate(clips):
+        where = f"`{name}[{i}]`"
+        if not isinstance(c, Tensor) or c.ndim != 4:
+            raise ValueError(f"{where} must be a (F, C, H, W) tensor, got {_describe(c)}")
+        if c.shape[1] != channels:
+            hint = " (channel-last? use `.permute(0, 3, 1, 2)`)" if c.shape[-1] == channels else ""
+            raise ValueError(
+                f"{where} must have {channels} channels at dim 1 of (F, C, H, W), got {tuple(c.shape)}{hint}"
+            )
+        if c.shape[0] == 0 or c.shape[2] == 0 or c.shape[3] == 0:
+            raise ValueError(f"{where} is empty ({tuple(c.shape)})")
+        if c.dtype != torch.uint8:
+            if not c.is_floating_point():
+                raise ValueError(f"{where} must be uint8 in [0, 255] or float in [0, 1], got dtype {c.dtype}")
+            if not bool(torch.isfinite(c).all()):
+                raise ValueError(f"{where} contains NaN or Inf values")
+            lo, hi = float(c.min()), float(c.max())
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(
+                    f"{where} is float with values in [{lo:g}, {hi:g}]; float video must be in [0, 1] (divide 0-255 "
+                    "floats by 255, or pass uint8)"
+                )
+    return clips
+
+
+def frame_rates(fps: float | Sequence[float] | None, n: int, name: str = "video_fps") -> list[float]:
+    """Broadcast a frame rate (one number, or one per clip) to ``n`` clips.
+
+    Raises:
+        ValueError: ``fps`` is missing, not a positive finite number, or has the wrong length.
+    """
+    if fps is None:
+        raise ValueError(
+            f"`{name}` is required: give the frame rate (frames/s) of the video, per metric or per update()"
+        )
+    rates = [fps] * n if isinstance(fps, int | float) else list(fps)
+    if len(rates) != n:
+        raise ValueError(f"`{name}` has {len(rates)} entries for {n} clips; give one number or one per clip")
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, int | float) or not math.isfinite(r) or r <= 0:
+            raise ValueError(f"`{name}` must hold positive frame rates in frames/s, got {r!r}")
+    return [float(r) for r in rates]
+
+
+def nearest_frame_indices(num_frames: int, src_fps: float, target_fps: float, min_frames: int = 1) -> Tensor:
+    """Source frame feeding each output frame of FastVideo's nearest-index frame-rate conversion.
+
+    ``T' = max(min_frames, round(T / src_fps * target_fps))`` (Python round), ``idx = floor(arange(T') * src_fps /
+    target_fps)`` in float64, clipped to ``T - 1``; the identity when the rates agree within 1e-6. At 24 -> 25 fps the
+    first duplicated frame is frame 0.
+
+    Example:
+        >>> nearest_frame_indices(6, 24.0, 25.0).tolist()
+        [0, 0, 1, 2, 3, 4]
+    """
+    if abs(src_fps - target_fps) < _SAME_FPS_TOL:
+        return torch.arange(num_frames)
+    n_out = max(min_frames, int(round(num_frames / src_fps * target_fps)))
+    idx = (np.arange(n_out) * (src_fps / target_fps)).astype(np.int64)
+    return torch.from_numpy(np.clip(idx, 0, num_frames - 1))
+
+
+def ffmpeg_fps_indices(num_frames: int, src_fps: float, target_fps: float) -> Tensor:
+    """Source frame feeding each output frame of ffmpeg's ``fps=target:round=near:start_time=0`` filter.
+
+    Frame ``i`` (timestamp ``i / src_fps``) lands on output slot ``floor(i * target / src + 1/2)``; output frame ``n``
+    is the last source frame whose slot is ``<= n`` (later frames on one slot replace earlier ones, empty slots repeat
+    the previous frame), and the stream ends at slot ``floor(T * target / src + 1/2)`` (the last frame is repeated up
+    to the source duration). Exact rational arithmetic, as libavfilter does. At 24 -> 25 fps the first duplicated
+    frame is frame 11 (av-benchmark's PyAV/torio decoders).
+
+    Example:
+        >>> ffmpeg_fps_indices(14, 24.0, 25.0).tolist()
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 11, 12, 13]
+    """
+    from fractions import Fraction
+
+    src = Fraction(src_fps).limit_denominator(_FPS_MAX_DENOMINATOR)
+    tgt = Fraction(target_fps).limit_denominator(_FPS_MAX_DENOMINATOR)
+    ratio = tgt / src
+    # floor(i * ratio + 1/2) with integers only.
+    num, den = ratio.numerator, ratio.denominator
+    slots = (2 * torch.arange(num_frames + 1, dtype=torch.int64) * num + den) // (2 * den)
+    n_out = int(slots[-1])
+    # Output frame n shows the last i with slots[i] <= n.
+    idx = torch.searchsorted(slots[:-1], torch.arange(n_out, dtype=torch.int64), right=True) - 1
+    return idx.clamp(0, num_frames - 1)
+
+
+def short_side_resize_crop(frames: Tensor, size: int = 224, style: ResizeStyle = "interpolate") -> Tensor:
+    """Resize the short side to ``size`` with antialiased bicubic interpolation, then centre-crop ``size x size``.
+
+    Args:
+        frames: ``(F, C, H, W)``; float for ``"interpolate"``, uint8 for ``"torchvision"``.
+        size: output side in pixels.
+        style: ``"interpolate"`` (FastVideo): ``F.interpolate(bicubic, antialias)`` on float frames, on their device,
+            output ``(round(H*s), round(W*s))`` with ``s = size / min(H, W)``, crop offset ``(H' - size) // 2``, no
+            clamp (bicubic overshoot is kept). ``"torchvision"`` (av-benchmark, ``v2.Resize(size, BICUBIC)`` +
+            ``CenterCrop``): torch's native uint8 CPU kernel (the frames are moved to CPU, because the CUDA path
+            rounds floats and differs), long side ``int(size * long / short)``, crop offset
+            ``int(round((H' - size) / 2))``; output uint8.
+
+    Returns:
+        ``(F, C, size, size)``, same dtype as the input, on the input's device.
+
+    Example:
+        >>> import torch
+        >>> short_side_resize_crop(torch.zeros(2, 3, 64, 96), 32).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    h, w = frames.shape[-2:]
+    if style == "interpolate":
+        if not frames.is_floating_point():
+            raise ValueError(f"style 'interpolate' resizes float frames, got dtype {frames.dtype}")
+        scale = size / min(h, w)
+        out_h, out_w = int(round(h * scale)), int(round(w * scale))
+        top, left = (out_h - size) // 2, (out_w - size) // 2
+        device = frames.device
+    elif style == "torchvision":
+        if frames.dtype != torch.uint8:
+            raise ValueError(f"style 'torchvision' resizes uint8 frames, got dtype {frames.dtype}")
+        short, long = min(h, w), max(h, w)
+        new_long = int(size * long / short)
+        out_h, out_w = (size, new_long) if h <= w else (new_long, size)
+        top, left = int(round((out_h - size) / 2.0)), int(round((out_w - size) / 2.0))
+        device = frames.device
+        frames = frames.cpu()
+    else:
+        raise ValueError(f"`style` must be 'interpolate' or 'torchvision', got {style!r}")
+    out = []
+    for start in range(0, frames.shape[0], _RESIZE_CHUNK):
+        chunk = frames[start : start + _RESIZE_CHUNK]
+        if style == "interpolate" or (out_h, out_w) != (h, w):  # torchvision returns same-size images untouched
+            chunk = torch.nn.functional.interpolate(
+                chunk, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True
+            )
+        out.append(chunk[..., top : top + size, left : left + size])
+    return torch.cat(out).to(device)
+
+
+def to_signed_unit(frames: Tensor) -> Tensor:
+    """Map video to float32 [-1, 1] with mean = std = 0.5 normalisation.
+
+    uint8 input: ``(u * (1/255) - 0.5) / 0.5`` (torchvision ``ToDtype(scale=True)`` + ``Normalize``, av-benchmark);
+    float input in [0, 1]: ``(x - 0.5) / 0.5`` (FastVideo).
+
+    Example:
+        >>> import torch
+        >>> to_signed_unit(torch.tensor([0, 255], dtype=torch.uint8)).tolist()
+        [-1.0, 1.0]
+    """
+    if frames.dtype == torch.uint8:
+        return (frames.to(torch.float32).mul_(1.0 / UINT8_MAX) - 0.5) / 0.5
+    return (frames.to(torch.float32) - 0.5) / 0.5

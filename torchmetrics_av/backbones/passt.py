@@ -17,11 +17,19 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.preprocessing import PASST_SAMPLE_RATE, PaSSTMelSpectrogram
+from torchmetrics_av.preprocessing import (
+    AVBENCH_AUDIO_LENGTH_S,
+    PASST_SAMPLE_RATE,
+    PaSSTMelSpectrogram,
+    pad_or_trim,
+    protocol_waveform,
+    sliding_windows,
+)
 from torchmetrics_av.weights import Checkpoint, load_state_dict, resolve_checkpoint, sha256_file
 
 PASST_CHECKPOINT = Checkpoint(
@@ -110,5 +118,71 @@ class PaSST(nn.Module):
         if wave.ndim != 2 or wave.shape[-1] > PASST_MAX_SAMPLES:
             raise ValueError(f"`wave` must be (B, T<={PASST_MAX_SAMPLES}) 32 kHz audio, got {tuple(wave.shape)}")
         mel = self.mel(wave.to(self.mel.mel_basis.device, torch.float32))
-        logits, embedding = self.model(mel.unsqueeze(1))
+        with warnings.catch_warnings():
+            # hear21passt warns on every forward that 1000 mel frames != its nominal 998 (it cuts the pos-embed).
+            warnings.filterwarnings("ignore", message="Input image size")
+            logits, embedding = self.model(mel.unsqueeze(1))
         return embedding, logits
+
+    def embed(self, windows: list[Tensor], batch_size: int = 8) -> tuple[Tensor, Tensor]:
+        """Embed windows of possibly different lengths, batching equal lengths together.
+
+        Args:
+            windows: 1-D 32 kHz float32 windows (≤ 10 s each).
+            batch_size: most windows per forward.
+
+        Returns:
+            ``(embeddings (N, embed_dim), logits (N, 527))`` in the order of ``windows``, on the model's device.
+        """
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+        device = self.mel.mel_basis.device
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(windows):
+            by_length.setdefault(w.shape[-1], []).append(i)
+        emb = torch.empty(len(windows), self.embed_dim, device=device)
+        logits = torch.empty(len(windows), PASST_NUM_CLASSES, device=device)
+        for idx in by_length.values():
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start : start + batch_size]
+                e, z = self(torch.stack([windows[i].to(device) for i in chunk]))
+                emb[chunk], logits[chunk] = e, z
+        return emb, logits
+
+
+def passt_windows(
+    clip: Tensor,
+    sample_rate: int,
+    protocol: str,
+    kind: str,
+    *,
+    resampler: str | None = None,
+    audio_length: float | None = None,
+) -> list[Tensor] | None:
+    """The 32 kHz PaSST model window(s) of one clip under a protocol.
+
+    ``kind="fd"``: one window, the first 10 s zero-padded/trimmed to 320000 samples. ``kind="kl"``: under
+    ``"fastvideo"`` the stable-audio-metrics sliding windows (:func:`~torchmetrics_av.preprocessing.sliding_windows`),
+    whose logits the caller averages; under ``"av-benchmark"`` the same single window as FD (its KL reuses the FD
+    forward). av-benchmark first truncates to ``audio_length`` seconds (default 8.0), then pads to 10 s.
+
+    Args:
+        clip: ``(C, T)`` float32 audio at ``sample_rate``.
+        sample_rate: Hz.
+        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        kind: ``"fd"`` or ``"kl"``.
+        resampler: resampler override (see :func:`torchmetrics_av.preprocessing.resample`).
+        audio_length: av-benchmark truncation in seconds (``None`` = 8.0).
+
+    Returns:
+        A list of 1-D float32 windows, or ``None`` for a silent clip under ``"fastvideo"``.
+    """
+    length = AVBENCH_AUDIO_LENGTH_S if audio_length is None else audio_length
+    x = protocol_waveform(clip, sample_rate, PASST_SAMPLE_RATE, protocol, resampler=resampler, audio_length=length)
+    if x is None:
+        return None
+    if kind == "kl" and protocol == "fastvideo":
+        return sliding_windows(x, PASST_SAMPLE_RATE)
+    if kind not in ("fd", "kl"):
+        raise ValueError(f"`kind` must be 'fd' or 'kl', got {kind!r}")
+    return [pad_or_trim(x, PASST_MAX_SAMPLES)]

@@ -1,1 +1,25 @@
-"""Pure tensor functions behind the metrics (no state, no models)."""
+"""Pure tensor functions behind the metrics (no state, no models).
+
+Example:
+    >>> from torchmetrics_av.functional import frechet_distance, kl_divergence_from_logits
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "frechet_distance": "torchmetrics_av.functional.fad",
+    "frechet_distance_from_features": "torchmetrics_av.functional.fad",
+    "gaussian_from_sums": "torchmetrics_av.functional.fad",
+    "kl_divergence_from_logits": "torchmetrics_av.functional.kl",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'torchmetrics_av.functional' has no attribute {name!r}")

@@ -1,0 +1,98 @@
+"""Preprocessing parity with the references' own libraries (librosa/soxr, torchaudio, pyloudnorm, hear21passt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from torchmetrics_av.preprocessing import (
+    PaSSTMelSpectrogram,
+    as_clip_list,
+    librosa_length,
+    pad_or_trim,
+    peak_normalize,
+    protocol_waveform,
+    remove_dc,
+    resample,
+    sample_rates,
+)
+
+
+def _noise(n: int, seed: int = 0, channels: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(channels, n, generator=g) - 0.5) * 0.8
+
+
+@pytest.mark.parametrize("orig,target", [(44100, 32000), (16000, 32000), (48000, 32000), (22050, 48000), (32000, 16000)])
+def test_soxr_hq_equals_librosa_resample(orig, target):
+    librosa = pytest.importorskip("librosa")
+    x = _noise(orig // 3 + 17, seed=orig)[0]
+    expected = librosa.resample(x.numpy(), orig_sr=orig, target_sr=target, res_type="soxr_hq")
+    got = resample(x, orig, target, "soxr_hq")
+    assert got.dtype == torch.float32 and got.numel() == len(expected) == librosa_length(x.numel(), orig, target)
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("orig,target", [(44100, 32000), (16000, 32000), (48000, 16000)])
+def test_torchaudio_equals_transforms_resample(orig, target):
+    torchaudio = pytest.importorskip("torchaudio")
+    x = _noise(orig // 4, seed=1)[0]
+    expected = torchaudio.transforms.Resample(orig, target)(x)
+    assert torch.equal(resample(x, orig, target, "torchaudio"), expected)
+    torch.testing.assert_close(resample(x, orig, target, "torchaudio_functional"), expected, atol=1e-5, rtol=0)
+
+
+def test_peak_normalize_equals_pyloudnorm():
+    pyln = pytest.importorskip("pyloudnorm")
+    x = _noise(5000, seed=2)[0]
+    expected = pyln.normalize.peak(x.numpy(), -1.0)
+    got = peak_normalize(x)
+    assert got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), expected.astype(np.float64))
+    with pytest.raises(ValueError, match="silent"):
+        peak_normalize(torch.zeros(10))
+
+
+def test_protocol_waveform_rules():
+    x = _noise(44100, seed=3, channels=2) + torch.tensor([[0.03], [-0.01]])
+    fv = protocol_waveform(x, 44100, 32000, "fastvideo")
+    assert fv.numel() == 32000 and float(fv.abs().max()) == pytest.approx(10 ** (-1 / 20), rel=1e-7)
+    av = protocol_waveform(x, 44100, 32000, "av-benchmark", audio_length=0.5)
+    assert av.numel() == 16000
+    assert protocol_waveform(torch.zeros(1, 100), 32000, 32000, "fastvideo") is None
+    torch.testing.assert_close(remove_dc(x).mean(dim=-1), torch.zeros(2), atol=1e-7, rtol=0)
+    assert pad_or_trim(torch.ones(5), 3).tolist() == [1, 1, 1] and pad_or_trim(torch.ones(2), 3).tolist() == [1, 1, 0]
+
+
+def test_passt_mel_equals_hear21passt():
+    preprocess = pytest.importorskip("hear21passt.models.preprocess")
+    ref = preprocess.AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48,
+                                    timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
+                                    fmax_aug_range=2000).eval()
+    x = _noise(64000, seed=4, channels=2)
+    state = torch.random.get_rng_state()
+    ours = PaSSTMelSpectrogram()(x)
+    assert torch.equal(torch.random.get_rng_state(), state)  # no global-RNG side effect
+    assert torch.equal(ours, ref(x))
+
+
+def test_as_clip_list_layouts_and_errors():
+    assert [c.shape for c in as_clip_list(torch.zeros(2, 100))] == [(1, 100), (1, 100)]
+    assert [c.shape for c in as_clip_list(torch.zeros(2, 2, 100))] == [(2, 100), (2, 100)]
+    assert [c.shape for c in as_clip_list([torch.zeros(50), torch.zeros(2, 70)])] == [(1, 50), (2, 70)]
+    codes = torch.tensor([[-32768, 16384]], dtype=torch.int16)
+    assert as_clip_list(codes)[0].tolist() == [[-1.0, 0.5]]
+    with pytest.raises(ValueError, match="`x` is an empty batch"):
+        as_clip_list(torch.zeros(0, 10), "x")
+    with pytest.raises(ValueError, match=r"`x\[0\]` has 0 samples"):
+        as_clip_list([torch.zeros(0)], "x")
+    with pytest.raises(ValueError, match=r"`x\[1\]` must be a \(T,\) or \(C, T\)"):
+        as_clip_list([torch.zeros(3), torch.zeros(1, 1, 3)], "x")
+    with pytest.raises(ValueError, match="Inf"):
+        as_clip_list(torch.tensor([[0.0, float("inf")]]), "x")
+    with pytest.raises(ValueError, match="must be a tensor"):
+        as_clip_list("a.wav", "x")
+    with pytest.raises(ValueError, match="positive integer"):
+        sample_rates(0, 1, "sample_rate")
+    assert sample_rates(16000.0, 2, "sample_rate") == [16000, 16000]

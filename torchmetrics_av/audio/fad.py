@@ -1,0 +1,281 @@
+"""FD_PaSST: Fréchet distance between PaSST embeddings of generated and reference audio.
+
+FastVideo's ``audio.frechet_distance`` ("fastvideo", default) and av-benchmark's FD-PaSST ("av-benchmark"), as
+streaming float64 moments (sum, sum of outer products, count per side) that reduce across DDP ranks by summation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from torchmetrics_av.backbones.passt import PASST_EMBED_DIM, PASST_SAMPLE_RATE, PaSST, passt_windows
+from torchmetrics_av.base import BackboneMetric, check_protocol, resolve_rates
+from torchmetrics_av.functional.fad import DEFAULT_EPS, FDMethod, frechet_distance, gaussian_from_sums
+from torchmetrics_av.preprocessing import AudioInput, Resampler, as_clip_list, sample_rates
+
+# File format tag of saved reference statistics; bump when the layout changes.
+STATS_FORMAT = "torchmetrics-av-fd-stats-v1"
+# FastVideo always regularises; av-benchmark only when sqrtm fails (reference/avbench.md §5.1).
+EPS_POLICY = {"fastvideo": "always", "av-benchmark": "on_failure"}
+
+
+class FrechetAudioDistance(BackboneMetric):
+    r"""Fréchet distance between Gaussians fitted to PaSST embeddings of generated and reference audio (FD_PaSST).
+
+    .. math::
+        FD = \lVert\mu_g-\mu_r\rVert^2 + \operatorname{tr}\Sigma_g + \operatorname{tr}\Sigma_r
+             - 2\operatorname{tr}\sqrt{\Sigma_g\Sigma_r}
+
+    Squared distance (not square-rooted); lower is better. Unpaired: any number of generated (``preds``) and
+    reference (``target``) clips, in any ``update`` calls, either side may be omitted in a call.
+
+    Protocols (``protocol=``):
+
+    * ``"fastvideo"`` (default, FastVideo ``audio.frechet_distance``): mono mean, soxr-HQ resampling to 32 kHz
+      (``librosa.load``), peak normalisation to −1 dBFS, first 10 s zero-padded/trimmed to 320000 samples, 768-d
+      embedding ``(CLS+DIST)/2``; ``eps·I`` (1e-6) always added to both covariances. Silent clips are skipped and
+      counted (FastVideo drops their NaN embeddings).
+    * ``"av-benchmark"`` (MMAudio tables): mono mean, per-clip DC removal, ``torchaudio.transforms.Resample`` to
+      32 kHz, truncation to ``audio_length`` (8 s), zero-pad to 10 s; ``eps·I`` only if the square root fails.
+      av-benchmark evaluates only generated clips that have a reference (paired subset): select your data likewise.
+
+    Moments are float64 sums (``np.cov``'s unbiased N−1 covariance); the mean term is float64 where the references
+    use float32 (≤ 3.3e-6 absolute on the goldens). ``method="eigh"`` (default) computes the matrix square-root trace
+    with two symmetric eigendecompositions, ``"scipy"`` with the references' ``scipy.linalg.sqrtm``; they agree to
+    ≤ 1e-6 relative. Rows with NaN/Inf embeddings are dropped and counted.
+
+    As input to ``update``: ``preds`` / ``target``: ``(B, T)`` or ``(B, C, T)`` audio tensors or lists of ``(T,)`` /
+    ``(C, T)`` clips, float in [-1, 1] or int16; ``sample_rate`` / ``target_sample_rate``: Hz, one int or one per clip.
+
+    As output of ``compute``: scalar float64 tensor. ``details`` (after ``compute``): ``n_preds``, ``n_target``,
+    ``n_preds_dropped_nonfinite``, ``n_target_dropped_nonfinite``, ``n_preds_skipped_silent``,
+    ``n_target_skipped_silent``, ``target_source`` (``"samples"``, ``"stats"`` or ``"samples+stats"``).
+
+    ``forward`` only updates and returns ``None``: a per-batch FD is meaningless and would fail on small batches.
+
+    Args:
+        sample_rate: rate of ``preds`` (and of ``target`` unless ``target_sample_rate`` is given), in Hz.
+        target_sample_rate: rate of ``target`` in Hz.
+        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        backbone: a :class:`~torchmetrics_av.backbones.PaSST` instance to share (e.g. with KL).
+        weights: local path of ``passt-s-f128-p16-s10-ap.476-swa.pt`` when ``backbone`` is not given.
+        audio_length: av-benchmark truncation in seconds (default 8.0); ignored by ``"fastvideo"``.
+        resampler: override the protocol's resampler (``"soxr_hq"``, ``"torchaudio"``, ``"torchaudio_functional"``).
+        method: ``"eigh"`` or ``"scipy"`` for the square-root trace.
+        eps: covariance regulariser.
+        reset_real_features: whether ``reset()`` also clears the streamed reference moments (statistics loaded with
+            :meth:`load_reference_stats` always survive ``reset()``; drop them with :meth:`clear_reference_stats`).
+        batch_size: most clips per PaSST forward.
+        kwargs: forwarded to :class:`torchmetrics.Metric`.
+
+    Raises:
+        ValueError: unknown protocol/method, bad audio input, missing sample rate; at ``compute`` fewer than 2 finite
+            embeddings on a side.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av import FrechetAudioDistance
+        >>> from torchmetrics_av.backbones import PaSST
+        >>> _ = torch.manual_seed(0)
+        >>> tiny = PaSST(pretrained=False, embed_dim=16, depth=1, num_heads=2)  # random weights: demo only
+        >>> fd = FrechetAudioDistance(sample_rate=16000, backbone=tiny)
+        >>> fd.update(preds=torch.rand(4, 16000) - 0.5, target=torch.rand(4, 16000) - 0.5)
+        >>> bool(fd.compute() >= 0)
+        True
+    """
+
+    higher_is_better = False
+    plot_lower_bound = 0.0
+
+    def __init__(
+        self,
+        sample_rate: int | Sequence[int] | None = None,
+        target_sample_rate: int | Sequence[int] | None = None,
+        protocol: str = "fastvideo",
+        backbone: nn.Module | None = None,
+        weights: str | os.PathLike | None = None,
+        *,
+        audio_length: float | None = None,
+        resampler: Resampler | None = None,
+        method: FDMethod = "eigh",
+        eps: float = DEFAULT_EPS,
+        reset_real_features: bool = True,
+        batch_size: int = 8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone=backbone, weights=weights, **kwargs)
+        self.protocol = check_protocol(protocol)
+        if method not in ("eigh", "scipy"):
+            raise ValueError(f"`method` must be 'eigh' or 'scipy', got {method!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+        if audio_length is not None and audio_length <= 0:
+            raise ValueError(f"`audio_length` must be positive seconds, got {audio_length!r}")
+        self.sample_rate, self.target_sample_rate = sample_rate, target_sample_rate
+        self.audio_length, self.resampler, self.method, self.eps = audio_length, resampler, method, eps
+        self.reset_real_features, self.batch_size = reset_real_features, batch_size
+        self.num_features = int(getattr(backbone, "embed_dim", PASST_EMBED_DIM))
+        d = self.num_features
+        for side in ("preds", "target"):
+            self.add_float64_state(f"{side}_sum", (d,))
+            self.add_float64_state(f"{side}_outer", (d, d))
+            self.add_float64_state(f"{side}_n")
+            self.add_float64_state(f"{side}_nonfinite")
+            self.add_float64_state(f"{side}_silent")
+        # Statistics loaded from a file: plain buffers, so they are in state_dict, follow .to(device), and are *not*
+        # summed across ranks (every rank loads the same file).
+        self.register_buffer("loaded_target_sum", torch.zeros(d, dtype=torch.float64))
+        self.register_buffer("loaded_target_outer", torch.zeros(d, d, dtype=torch.float64))
+        self.register_buffer("loaded_target_n", torch.zeros((), dtype=torch.float64))
+        self._float64_buffers += ["loaded_target_sum", "loaded_target_outer", "loaded_target_n"]
+
+    def _build_backbone(self) -> nn.Module:
+        return PaSST(weights=self.weights)
+
+    def _accumulate(self, side: str, audio: AudioInput, rate: int | Sequence[int] | None, rate_name: str) -> None:
+        clips = as_clip_list(audio, side)
+        rates = sample_rates(rate, len(clips), rate_name)
+        windows = []
+        for clip, sr in zip(clips, rates):
+            w = passt_windows(clip, sr, self.protocol, "fd", resampler=self.resampler, audio_length=self.audio_length)
+            if w is None:
+                setattr(self, f"{side}_silent", getattr(self, f"{side}_silent") + 1)
+            else:
+                windows.append(w[0])
+        if not windows:
+            return
+        emb, _ = self.backbone.embed(windows, self.batch_size)
+        emb = emb.to(self.device, torch.float64)
+        finite = torch.isfinite(emb).all(dim=1)
+        emb = emb[finite]
+        setattr(self, f"{side}_nonfinite", getattr(self, f"{side}_nonfinite") + (~finite).sum())
+        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + emb.sum(dim=0))
+        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + emb.T @ emb)
+        setattr(self, f"{side}_n", getattr(self, f"{side}_n") + emb.shape[0])
+
+    @torch.no_grad()
+    def update(
+        self,
+        preds: AudioInput | None = None,
+        target: AudioInput | None = None,
+        sample_rate: int | Sequence[int] | None = None,
+        target_sample_rate: int | Sequence[int] | None = None,
+    ) -> None:
+        """Embed generated (``preds``) and/or reference (``target``) clips and add them to the moments."""
+        if preds is None and target is None:
+            raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
+        rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
+        if preds is not None:
+            self._accumulate("preds", preds, rate, "sample_rate")
+        if target is not None:
+            self._accumulate("target", target, target_rate, "target_sample_rate")
+
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        """Update the state; a per-batch FD is not returned (see the class docstring)."""
+        self.update(*args, **kwargs)
+
+    def _target_moments(self) -> tuple[Tensor, Tensor, Tensor]:
+        return (
+            self.target_sum + self.loaded_target_sum,
+            self.target_outer + self.loaded_target_outer,
+            self.target_n + self.loaded_target_n,
+        )
+
+    def compute(self) -> Tensor:
+        """Squared Fréchet distance (float64 scalar) over everything seen on all ranks."""
+        t_sum, t_outer, t_n = self._target_moments()
+        for name, n in (("preds (generated)", self.preds_n), ("target (reference)", t_n)):
+            if float(n) < 2:
+                raise ValueError(
+                    f"FD needs at least 2 finite embeddings per side; {name} has {int(n)}. Feed more clips to update()"
+                    + (" or load reference statistics" if name.startswith("target") else "")
+                )
+        mu1, s1 = gaussian_from_sums(self.preds_sum, self.preds_outer, self.preds_n)
+        mu2, s2 = gaussian_from_sums(t_sum, t_outer, t_n)
+        value = frechet_distance(mu1, s1, mu2, s2, eps=self.eps, eps_policy=EPS_POLICY[self.protocol], method=self.method)
+        sources = [s for s, n in (("samples", self.target_n), ("stats", self.loaded_target_n)) if float(n) > 0]
+        self._details = {
+            "n_preds": int(self.preds_n),
+            "n_target": int(t_n),
+            "n_preds_dropped_nonfinite": int(self.preds_nonfinite),
+            "n_target_dropped_nonfinite": int(self.target_nonfinite),
+            "n_preds_skipped_silent": int(self.preds_silent),
+            "n_target_skipped_silent": int(self.target_silent),
+            "target_source": "+".join(sources),
+        }
+        return value
+
+    def reset(self) -> None:
+        """Clear the generated side, and the streamed reference side when ``reset_real_features`` is True."""
+        if self.reset_real_features:
+            super().reset()
+            return
+        keep = {k: getattr(self, k).clone() for k in self._defaults if k.startswith("target_")}
+        super().reset()
+        for k, v in keep.items():
+            setattr(self, k, v)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # reference statistics files
+
+    def _provenance(self) -> dict[str, Any]:
+        import torchmetrics_av
+
+        return {
+            "backbone": type(self.backbone).__name__,
+            "checkpoint": getattr(self.backbone, "checkpoint_id", "unknown"),
+            "protocol": self.protocol,
+            "audio_length": self.audio_length if self.protocol == "av-benchmark" else None,
+            "resampler": self.resampler,
+            "sample_rate": PASST_SAMPLE_RATE,
+            "num_features": self.num_features,
+            "version": torchmetrics_av.__version__,
+        }
+
+    def save_reference_stats(self, path: str | os.PathLike) -> None:
+        """Write the reference (``target``) moments of all ranks to ``path`` (``torch.save``; rank 0 writes).
+
+        The file holds ``sum``, ``outer``, ``n`` (float64) and the provenance: backbone class and checkpoint id,
+        protocol, av-benchmark ``audio_length``, resampler, sample rate, feature size and library version.
+        """
+        with self.sync_context():
+            t_sum, t_outer, t_n = self._target_moments()
+            payload = {"format": STATS_FORMAT, "sum": t_sum.cpu(), "outer": t_outer.cpu(), "n": t_n.cpu()}
+        if float(payload["n"]) < 2:
+            raise ValueError(f"only {int(payload['n'])} reference embeddings were accumulated; need at least 2")
+        payload.update(self._provenance())
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            torch.save(payload, path)
+
+    def load_reference_stats(self, path: str | os.PathLike) -> None:
+        """Use the reference moments saved by :meth:`save_reference_stats` (they survive ``reset()``).
+
+        Raises:
+            ValueError: the file was made under another format, backbone checkpoint, protocol, ``audio_length``,
+                resampler or feature size than this metric's.
+        """
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != STATS_FORMAT:
+            raise ValueError(f"{path} is not a torchmetrics-av FD statistics file (format {payload.get('format')!r})")
+        mine = self._provenance()
+        for key in ("backbone", "checkpoint", "protocol", "audio_length", "resampler", "sample_rate", "num_features"):
+            if payload.get(key) != mine[key]:
+                raise ValueError(
+                    f"{path} was made with {key}={payload.get(key)!r}, but this metric uses {key}={mine[key]!r}; "
+                    "statistics from another backbone or protocol are not comparable"
+                )
+        self.loaded_target_sum = payload["sum"].to(self.device, torch.float64)
+        self.loaded_target_outer = payload["outer"].to(self.device, torch.float64)
+        self.loaded_target_n = payload["n"].to(self.device, torch.float64)
+        self._computed = None
+
+    def clear_reference_stats(self) -> None:
+        """Forget statistics loaded with :meth:`load_reference_stats`."""
+        for name in ("loaded_target_sum", "loaded_target_outer", "loaded_target_n"):
+            setattr(self, name, torch.zeros_like(getattr(self, name)))
+        self._computed = None
