@@ -39,8 +39,9 @@ def run_ddp(fn: Callable[..., Any], world: int, *args: Any) -> list[Any]:
     ``fn`` must be a module-level function (picklable); results must be picklable (use CPU tensors / floats).
     """
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.start_processes(_worker, args=(world, _free_port(), fn, args, out_dir), nprocs=world, join=True,
-                           start_method="spawn")
+        mp.start_processes(
+            _worker, args=(world, _free_port(), fn, args, out_dir), nprocs=world, join=True, start_method="spawn"
+        )
         results = []
         for r in range(world):
             with open(os.path.join(out_dir, f"{r}.pkl"), "rb") as f:

@@ -56,10 +56,16 @@ def test_golden_kl_matrices_from_stored_logits(key):
 
 @pytest.mark.parametrize(
     "seconds,expected",
-    [(1.0, [(0, 32000, False)]), (1.5, [(0, 48000, False)]), (1.6, [(0, 51200, True)]), (5.0, [(0, 160000, True)]),
-     (10.0, [(0, 320000, False)]), (12.5, [(0, 320000, False), (160000, 240000, True)]),
-     (15.0, [(0, 320000, False), (160000, 320000, False)]),
-     (20.0, [(0, 320000, False), (160000, 320000, False), (320000, 320000, False)])],
+    [
+        (1.0, [(0, 32000, False)]),
+        (1.5, [(0, 48000, False)]),
+        (1.6, [(0, 51200, True)]),
+        (5.0, [(0, 160000, True)]),
+        (10.0, [(0, 320000, False)]),
+        (12.5, [(0, 320000, False), (160000, 240000, True)]),
+        (15.0, [(0, 320000, False), (160000, 320000, False)]),
+        (20.0, [(0, 320000, False), (160000, 320000, False), (320000, 320000, False)]),
+    ],
 )
 def test_sliding_windows_rule(seconds, expected):
     sr = 32000

@@ -24,7 +24,9 @@ def _noise(n: int, seed: int = 0, channels: int = 1) -> torch.Tensor:
     return (torch.rand(channels, n, generator=g) - 0.5) * 0.8
 
 
-@pytest.mark.parametrize("orig,target", [(44100, 32000), (16000, 32000), (48000, 32000), (22050, 48000), (32000, 16000)])
+@pytest.mark.parametrize(
+    "orig,target", [(44100, 32000), (16000, 32000), (48000, 32000), (22050, 48000), (32000, 16000)]
+)
 def test_soxr_hq_equals_librosa_resample(orig, target):
     librosa = pytest.importorskip("librosa")
     x = _noise(orig // 3 + 17, seed=orig)[0]
@@ -67,9 +69,21 @@ def test_protocol_waveform_rules():
 
 def test_passt_mel_equals_hear21passt():
     preprocess = pytest.importorskip("hear21passt.models.preprocess")
-    ref = preprocess.AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48,
-                                    timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
-                                    fmax_aug_range=2000).eval()
+    ref = preprocess.AugmentMelSTFT(
+        n_mels=128,
+        sr=32000,
+        win_length=800,
+        hopsize=320,
+        n_fft=1024,
+        freqm=48,
+        timem=192,
+        htk=False,
+        fmin=0.0,
+        fmax=None,
+        norm=1,
+        fmin_aug_range=10,
+        fmax_aug_range=2000,
+    ).eval()
     x = _noise(64000, seed=4, channels=2)
     state = torch.random.get_rng_state()
     ours = PaSSTMelSpectrogram()(x)

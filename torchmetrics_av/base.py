@@ -137,7 +137,9 @@ class BackboneMetric(Metric):
         self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
         self._float64_states.append(name)
 
-    def add_sample_state(self, name: str, trailing_shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float64) -> None:
+    def add_sample_state(
+        self, name: str, trailing_shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float64
+    ) -> None:
         """A per-sample ``cat`` list state holding ``(n, *trailing_shape)`` tensors.
 
         A rank with no samples contributes a correctly shaped empty tensor at sync, so gathering never fails on a

@@ -74,7 +74,9 @@ def as_clip_list(audio: AudioInput, name: str = "preds", *, min_samples: int = 1
                 )
             clips = list(audio)
         else:
-            raise ValueError(f"`{name}` must be a (B, T) or (B, C, T) tensor or a list of clips, got {_describe(audio)}")
+            raise ValueError(
+                f"`{name}` must be a (B, T) or (B, C, T) tensor or a list of clips, got {_describe(audio)}"
+            )
     elif isinstance(audio, Sequence) and not isinstance(audio, str):
         clips = []
         for i, c in enumerate(audio):
@@ -160,7 +162,7 @@ def pad_or_trim(x: Tensor, length: int, value: float = 0.0) -> Tensor:
 
 
 def librosa_length(n: int, orig_sr: int, target_sr: int) -> int:
-    """librosa's output-length rule for ``resample(fix=True)``: ``ceil(n * target_sr / orig_sr)``."""
+    """Output length of librosa's ``resample(fix=True)``: ``ceil(n * target_sr / orig_sr)``."""
     return int(math.ceil(n * (float(target_sr) / orig_sr)))
 
 

@@ -106,6 +106,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+_cache_folder = cache_dir  # resolve_checkpoint's `cache_dir` argument shadows the function inside it
+
+
 def _not_found(ckpt: Checkpoint, why: str) -> WeightsNotFoundError:
     return WeightsNotFoundError(
         f"checkpoint {ckpt.filename!r} ({ckpt.name}) is not available: {why}. Download it from {ckpt.source} and pass "
@@ -198,9 +201,11 @@ def resolve_checkpoint(
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.exists():
-            raise WeightsNotFoundError(f"`weights={str(weights)!r}` does not exist (expected {ckpt.filename} from {ckpt.source})")
+            raise WeightsNotFoundError(
+                f"`weights={str(weights)!r}` does not exist (expected {ckpt.filename} from {ckpt.source})"
+            )
         return path
-    folder = globals()["cache_dir"](cache_dir)
+    folder = _cache_folder(cache_dir)
     target = folder / ckpt.filename
     with _file_lock(target):
         if target.exists():

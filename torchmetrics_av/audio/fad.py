@@ -197,7 +197,9 @@ class FrechetAudioDistance(BackboneMetric):
                 )
         mu1, s1 = gaussian_from_sums(self.preds_sum, self.preds_outer, self.preds_n)
         mu2, s2 = gaussian_from_sums(t_sum, t_outer, t_n)
-        value = frechet_distance(mu1, s1, mu2, s2, eps=self.eps, eps_policy=EPS_POLICY[self.protocol], method=self.method)
+        value = frechet_distance(
+            mu1, s1, mu2, s2, eps=self.eps, eps_policy=EPS_POLICY[self.protocol], method=self.method
+        )
         sources = [s for s, n in (("samples", self.target_n), ("stats", self.loaded_target_n)) if float(n) > 0]
         self._details = {
             "n_preds": int(self.preds_n),
@@ -249,7 +251,11 @@ class FrechetAudioDistance(BackboneMetric):
         if float(payload["n"]) < 2:
             raise ValueError(f"only {int(payload['n'])} reference embeddings were accumulated; need at least 2")
         payload.update(self._provenance())
-        if not torch.distributed.is_available() or not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        if (
+            not torch.distributed.is_available()
+            or not torch.distributed.is_initialized()
+            or torch.distributed.get_rank() == 0
+        ):
             torch.save(payload, path)
 
     def load_reference_stats(self, path: str | os.PathLike) -> None:

@@ -130,7 +130,7 @@ class PaSSTKLDivergence(BackboneMetric):
         t_windows = self._windows(target, "target", target_rate, "target_sample_rate")
         if len(p_windows) != len(t_windows):
             raise ValueError(
-                f"`preds` has {len(p_windows)} clips and `target` {len(t_windows)}; KL needs paired clips (equal counts)"
+                f"`preds` has {len(p_windows)} clips and `target` {len(t_windows)}; KL needs paired clips"
             )
         keep = [i for i, (p, t) in enumerate(zip(p_windows, t_windows)) if p is not None and t is not None]
         self.n_skipped += len(p_windows) - len(keep)

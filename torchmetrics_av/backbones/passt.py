@@ -58,9 +58,17 @@ def build_passt_network(embed_dim: int = PASST_EMBED_DIM, depth: int = 12, num_h
     # hear21passt prints tensor shapes on its first forward through a module-global flag.
     passt_module.first_RUN = False
     return passt_module.PaSST(
-        img_size=PASST_INPUT_SIZE, patch_size=PASST_PATCH, stride=PASST_STRIDE, in_chans=1,
-        num_classes=PASST_NUM_CLASSES, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=4.0,
-        qkv_bias=True, distilled=True,
+        img_size=PASST_INPUT_SIZE,
+        patch_size=PASST_PATCH,
+        stride=PASST_STRIDE,
+        in_chans=1,
+        num_classes=PASST_NUM_CLASSES,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        distilled=True,
     )
 
 

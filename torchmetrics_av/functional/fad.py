@@ -1,8 +1,8 @@
-"""Fréchet distance between two Gaussians fitted to embeddings (FD_PaSST, FAD), from features, moments or sums.
+r"""Fréchet distance between two Gaussians fitted to embeddings (FD_PaSST, FAD), from features, moments or sums.
 
 .. math::
-    FD = \\lVert \\mu_1 - \\mu_2 \\rVert^2 + \\operatorname{tr}\\Sigma_1 + \\operatorname{tr}\\Sigma_2
-         - 2 \\operatorname{tr}\\sqrt{\\Sigma_1 \\Sigma_2}
+    FD = \lVert \mu_1 - \mu_2 \rVert^2 + \operatorname{tr}\Sigma_1 + \operatorname{tr}\Sigma_2
+         - 2 \operatorname{tr}\sqrt{\Sigma_1 \Sigma_2}
 
 The result is the *squared* distance (no square root), as in FID, FastVideo and av-benchmark.
 

@@ -1,9 +1,9 @@
-"""KL divergence between classifier outputs of paired clips (KL_PaSST), from logits.
+r"""KL divergence between classifier outputs of paired clips (KL_PaSST), from logits.
 
 .. math::
-    KL_{softmax}(t \\Vert p) = \\sum_c q^t_c (\\log q^t_c - \\log q^p_c), \\quad q = \\operatorname{softmax}(z)
+    KL_{softmax}(t \Vert p) = \sum_c q^t_c (\log q^t_c - \log q^p_c), \quad q = \operatorname{softmax}(z)
 
-    KL_{sigmoid}(t \\Vert p) = \\sum_c \\sigma(z^t_c)(\\log\\sigma(z^t_c) - \\log\\sigma(z^p_c))
+    KL_{sigmoid}(t \Vert p) = \sum_c \sigma(z^t_c)(\log\sigma(z^t_c) - \log\sigma(z^p_c))
 
 Direction is KL(target ‖ preds), summed over classes, no eps — exactly FastVideo's ``_kl_softmax``/``_kl_sigmoid``
 and av-benchmark's ``compute_kl`` per pair. The sigmoid variant is *not* a Bernoulli KL (the ``1-σ`` terms are
