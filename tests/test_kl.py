@@ -175,3 +175,24 @@ def test_ddp_equals_single_process():
     for value, gathered in run_ddp(_ddp_kl_idle, 2):  # a rank without samples
         assert value == pytest.approx(float(single.compute()), rel=1e-9)
         assert len(gathered) == 3
+
+
+def test_fd_and_kl_share_one_forward_per_window():
+    from torchmetrics_av import FrechetAudioDistance
+
+    net = tiny_passt()
+    seen = []
+    net.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    x, y = audio_batch(3, seconds=2.0, seed=12), audio_batch(3, seconds=2.0, seed=13)
+    for protocol in ("fastvideo", "av-benchmark"):
+        seen.clear()
+        net.clear_cache()
+        fd = FrechetAudioDistance(sample_rate=16000, backbone=net, protocol=protocol)
+        kl = PaSSTKLDivergence(sample_rate=16000, backbone=net, protocol=protocol)
+        fd.update(preds=x, target=y)
+        kl.update(x, y)
+        assert sum(seen) == 6, protocol  # 1.5-10 s clips: the KL window is the FD window under both protocols
+        uncached = PaSSTKLDivergence(sample_rate=16000, backbone=tiny_passt(), protocol=protocol)
+        uncached.backbone.cache_size = 0
+        uncached.update(x, y)
+        torch.testing.assert_close(kl.compute(), uncached.compute())

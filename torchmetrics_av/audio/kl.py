@@ -40,7 +40,8 @@ class PaSSTKLDivergence(BackboneMetric):
 
     As output of ``compute``: scalar float64 mean KL (softmax). ``forward`` returns the batch's mean (``None`` when
     every pair of the batch was skipped). ``details``: ``kl_softmax`` and ``kl_sigmoid`` per pair (N,),
-    ``kl_sigmoid_mean``, ``n_pairs``, ``n_skipped_silent``.
+    ``kl_sigmoid_mean``, ``n_pairs``, ``n_skipped_silent``, ``pair_kept`` (bool per pair seen, in order: which pairs
+    the per-pair values belong to).
 
     Args:
         sample_rate: rate of ``preds`` (and ``target`` unless ``target_sample_rate`` is given), in Hz.
@@ -94,6 +95,7 @@ class PaSSTKLDivergence(BackboneMetric):
         self.add_float64_state("n_skipped")
         self.add_sample_state("kl_softmax")
         self.add_sample_state("kl_sigmoid")
+        self.add_sample_state("pair_kept", dtype=torch.int64)
 
     def _build_backbone(self) -> nn.Module:
         return PaSST(weights=self.weights)
@@ -129,11 +131,12 @@ class PaSSTKLDivergence(BackboneMetric):
         p_windows = self._windows(preds, "preds", rate, "sample_rate")
         t_windows = self._windows(target, "target", target_rate, "target_sample_rate")
         if len(p_windows) != len(t_windows):
-            raise ValueError(
-                f"`preds` has {len(p_windows)} clips and `target` {len(t_windows)}; KL needs paired clips"
-            )
+            raise ValueError(f"`preds` has {len(p_windows)} clips and `target` {len(t_windows)}; KL needs paired clips")
         keep = [i for i, (p, t) in enumerate(zip(p_windows, t_windows)) if p is not None and t is not None]
         self.n_skipped += len(p_windows) - len(keep)
+        kept = torch.zeros(len(p_windows), dtype=torch.int64, device=self.device)
+        kept[keep] = 1
+        self.pair_kept.append(kept)
         if not keep:
             return
         logits = self.clip_logits([p_windows[i] for i in keep] + [t_windows[i] for i in keep])
@@ -170,5 +173,6 @@ class PaSSTKLDivergence(BackboneMetric):
             "kl_sigmoid_mean": self.kl_sigmoid_sum / n,
             "n_pairs": int(n),
             "n_skipped_silent": int(self.n_skipped),
+            "pair_kept": self._cat("pair_kept").bool(),
         }
         return self.kl_softmax_sum / n

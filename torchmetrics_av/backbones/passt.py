@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
+from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +48,8 @@ PASST_NUM_CLASSES = 527
 PASST_EMBED_DIM = 768
 # Longest input the time positional embedding covers: 10 s at 32 kHz (1000 frames -> 99 patches).
 PASST_MAX_SAMPLES = 10 * PASST_SAMPLE_RATE
+# Memoised windows per backbone: a few validation batches of FD + KL; ~5 KB of outputs per window.
+DEFAULT_CACHE_WINDOWS = 512
 
 
 def build_passt_network(embed_dim: int = PASST_EMBED_DIM, depth: int = 12, num_heads: int = 12) -> nn.Module:
@@ -83,6 +87,8 @@ class PaSST(nn.Module):
         depth: number of blocks (12 official).
         num_heads: attention heads (12 official).
         cache_dir: checkpoint cache override (default ``$TORCHMETRICS_AV_CACHE``).
+        cache_size: how many recent windows' outputs :meth:`embed` memoises (0 disables), so that FD and KL sharing
+            this backbone run one forward per window.
 
     Attributes:
         model: hear21passt ``PaSST``; its ``state_dict()`` keys and shapes equal the official checkpoint's.
@@ -102,8 +108,11 @@ class PaSST(nn.Module):
         depth: int = 12,
         num_heads: int = 12,
         cache_dir: str | os.PathLike | None = None,
+        cache_size: int = DEFAULT_CACHE_WINDOWS,
     ) -> None:
         super().__init__()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
         self.mel = PaSSTMelSpectrogram()
         self.model = build_passt_network(embed_dim, depth, num_heads)
         self.embed_dim = embed_dim
@@ -135,6 +144,9 @@ class PaSST(nn.Module):
     def embed(self, windows: list[Tensor], batch_size: int = 8) -> tuple[Tensor, Tensor]:
         """Embed windows of possibly different lengths, batching equal lengths together.
 
+        Results are memoised by window content (SHA-256 of the float32 samples) for the last ``cache_size``
+        windows, so metrics sharing this backbone (FD and KL on the same clips) run one forward per window.
+
         Args:
             windows: 1-D 32 kHz float32 windows (≤ 10 s each).
             batch_size: most windows per forward.
@@ -145,17 +157,46 @@ class PaSST(nn.Module):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
         device = self.mel.mel_basis.device
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(windows):
-            by_length.setdefault(w.shape[-1], []).append(i)
+        keys = [_window_key(w) for w in windows]
         emb = torch.empty(len(windows), self.embed_dim, device=device)
         logits = torch.empty(len(windows), PASST_NUM_CLASSES, device=device)
+        by_length: dict[int, list[int]] = {}
+        for i, (w, key) in enumerate(zip(windows, keys)):
+            hit = self._cache.get(key)
+            if hit is not None:
+                emb[i], logits[i] = hit[0].to(device), hit[1].to(device)
+                self._cache.move_to_end(key)
+            else:
+                by_length.setdefault(w.shape[-1], []).append(i)
         for idx in by_length.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 e, z = self(torch.stack([windows[i].to(device) for i in chunk]))
                 emb[chunk], logits[chunk] = e, z
+                for row, i in enumerate(chunk):
+                    self._remember(keys[i], e[row], z[row])
         return emb, logits
+
+    def _remember(self, key: str, emb: Tensor, logits: Tensor) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = (emb.detach().clone(), logits.detach().clone())
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        """Forget memoised window outputs (call after changing the weights in place)."""
+        self._cache.clear()
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - nn.Module signature
+        # Cached outputs were computed under the old device/dtype: drop them rather than mix precisions.
+        self.__dict__.get("_cache", OrderedDict()).clear()
+        return super()._apply(fn, *args, **kwargs)
+
+
+def _window_key(w: Tensor) -> str:
+    data = w.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return f"{w.shape[-1]}:{hashlib.sha256(data).hexdigest()}"
 
 
 def passt_windows(
