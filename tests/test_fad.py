@@ -364,3 +364,55 @@ def test_ddp_rank_without_data():
     single.update(preds=x, target=y)
     results = run_ddp(_ddp_fd_idle_rank, 2)
     assert results == pytest.approx([float(single.compute())] * 2, rel=1e-9)
+
+
+def _sampler_run(rank: int, world: int, n: int, seed: int) -> tuple[float, float, list[float]]:
+    """FD + KL over a dataset of n clips split by a real DistributedSampler (pads ranks with repeats)."""
+    from torch.utils.data import DistributedSampler
+
+    from torchmetrics_av import PaSSTKLDivergence
+
+    x, y = audio_batch(n, seed=seed), audio_batch(n, seed=seed + 1)
+    net = tiny_passt()
+    fd = FrechetAudioDistance(sample_rate=16000, backbone=net)
+    kl = PaSSTKLDivergence(sample_rate=16000, backbone=net)
+    idx = list(DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False))
+    for start in range(0, len(idx), 2):
+        b = torch.tensor(idx[start : start + 2])
+        fd.update(preds=x[b], target=y[b], ids=b, target_ids=b)
+        kl.update(x[b], y[b], ids=b)
+    return float(fd.compute()), float(kl.compute()), kl.details["kl_softmax"].tolist()
+
+
+@pytest.mark.ddp
+def test_sampler_duplicates_dropped_with_ids_1_2_3_processes():
+    n = 7  # not divisible by 2 or 3: DistributedSampler repeats samples to even out the ranks
+    single = _sampler_run(0, 1, n, 30)
+    for world in (2, 3):
+        for fd_value, kl_value, per_pair in run_ddp(_sampler_run, world, n, 30):
+            assert fd_value == pytest.approx(single[0], rel=1e-9)
+            assert kl_value == pytest.approx(single[1], rel=1e-6)
+            # Sorted by id: the same order at any world size. Values move at float32 round-off only, because a clip's
+            # forward is batched with different neighbours on different world sizes.
+            assert per_pair == pytest.approx(single[2], rel=1e-5, abs=1e-10)
+
+
+def test_ids_without_repeats_equal_no_ids(tiny):
+    x, y = audio_batch(4, seed=31), audio_batch(4, seed=32)
+    a = FrechetAudioDistance(sample_rate=16000, backbone=tiny)
+    b = FrechetAudioDistance(sample_rate=16000, backbone=tiny)
+    a.update(preds=x, target=y)
+    b.update(preds=x[:2], target=y[:2], ids=[0, 1], target_ids=[0, 1])
+    b.update(preds=x[2:], target=y[2:])
+    b.update(preds=x[:1], ids=[0])  # a repeat: dropped
+    torch.testing.assert_close(b.compute(), a.compute(), rtol=1e-9, atol=1e-9)
+    assert b.details["n_preds_duplicates_dropped"] == 1
+    with pytest.raises(ValueError, match="ids"):
+        b.update(preds=x[:2], ids=[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        b.update(preds=x[:2], ids=[-1, 3])
+    keep = FrechetAudioDistance(sample_rate=16000, backbone=tiny, reset_real_features=False)
+    keep.update(preds=x, target=y, target_ids=[0, 1, 2, 3])
+    keep.reset()
+    keep.update(preds=x)
+    torch.testing.assert_close(keep.compute(), a.compute(), rtol=1e-9, atol=1e-9)

@@ -59,6 +59,31 @@ def resolve_rates(
     return preds_rate, target_rate if target_rate is not None else preds_rate
 
 
+def unique_sample_order(ids: Tensor) -> Tensor:
+    """Indices that keep the first occurrence of every id >= 0, sorted by id, then every id -1 in original order.
+
+    ``DistributedSampler`` pads the last batch of some ranks with repeats of earlier samples; giving ``update`` the
+    dataset indices as ``ids`` drops those repeats at compute time, and sorting by id makes the result independent of
+    how samples were split across ranks.
+
+    Example:
+        >>> import torch
+        >>> unique_sample_order(torch.tensor([4, 1, 4, -1, 0])).tolist()
+        [4, 1, 0, 3]
+    """
+    idx = torch.arange(ids.numel(), device=ids.device)
+    has_id = ids >= 0
+    anon = idx[~has_id]
+    named = idx[has_id]
+    if named.numel() == 0:
+        return anon
+    order = torch.argsort(ids[named], stable=True)  # stable: the first occurrence of an id comes first
+    named, sorted_ids = named[order], ids[named][order]
+    first = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return torch.cat([named[first], anon])
+
+
 class BackboneMetric(Metric):
     """Base class of the torchmetrics-av metrics.
 
@@ -166,6 +191,23 @@ class BackboneMetric(Metric):
         if len(value) == 0:
             return torch.zeros((0, *shape), dtype=dtype, device=self.device)
         return torch.cat(value, dim=0)
+
+    def _ids_tensor(self, ids: Sequence[int] | Tensor | None, n: int) -> Tensor:
+        """Validate optional per-sample ids for ``n`` samples -> int64 ``(n,)`` on the metric's device.
+
+        Samples without ids get -1 and are never treated as duplicates.
+
+        Raises:
+            ValueError: wrong count, negative or non-integer ids.
+        """
+        if ids is None:
+            return torch.full((n,), -1, dtype=torch.int64, device=self.device)
+        out = torch.as_tensor(ids, device=self.device)
+        if out.ndim != 1 or out.numel() != n:
+            raise ValueError(f"`ids` must hold one integer per sample ({n}), got shape {tuple(out.shape)}")
+        if out.is_floating_point() or out.dtype == torch.bool or bool((out < 0).any()):
+            raise ValueError("`ids` must be non-negative integers (dataset indices), one per sample")
+        return out.to(torch.int64)
 
     # ----------------------------------------------------------------------------------------------------------------
     # details

@@ -6,6 +6,7 @@ streaming float64 moments (sum, sum of outer products, count per side) that redu
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.passt import PASST_EMBED_DIM, PASST_SAMPLE_RATE, PaSST, passt_windows
-from torchmetrics_av.base import BackboneMetric, check_protocol, resolve_rates
+from torchmetrics_av.base import BackboneMetric, check_protocol, resolve_rates, unique_sample_order
 from torchmetrics_av.functional.fad import DEFAULT_EPS, FDMethod, frechet_distance, gaussian_from_sums
 from torchmetrics_av.preprocessing import AudioInput, Resampler, as_clip_list, sample_rates
 
@@ -54,7 +55,8 @@ class FrechetAudioDistance(BackboneMetric):
 
     As output of ``compute``: scalar float64 tensor. ``details`` (after ``compute``): ``n_preds``, ``n_target``,
     ``n_preds_dropped_nonfinite``, ``n_target_dropped_nonfinite``, ``n_preds_skipped_silent``,
-    ``n_target_skipped_silent``, ``target_source`` (``"samples"``, ``"stats"`` or ``"samples+stats"``).
+    ``n_target_skipped_silent``, ``n_preds_duplicates_dropped``, ``n_target_duplicates_dropped`` (repeated ``ids``),
+    ``target_source`` (``"samples"``, ``"stats"`` or ``"samples+stats"``).
 
     ``forward`` only updates and returns ``None``: a per-batch FD is meaningless and would fail on small batches.
 
@@ -127,6 +129,9 @@ class FrechetAudioDistance(BackboneMetric):
             self.add_float64_state(f"{side}_n")
             self.add_float64_state(f"{side}_nonfinite")
             self.add_float64_state(f"{side}_silent")
+            # Clips given with `ids` are kept as rows until compute(), where repeated ids are dropped.
+            self.add_sample_state(f"{side}_rows", (d,))
+            self.add_sample_state(f"{side}_row_ids", dtype=torch.int64)
         # Statistics loaded from a file: plain buffers, so they are in state_dict, follow .to(device), and are *not*
         # summed across ranks (every rank loads the same file).
         self.register_buffer("loaded_target_sum", torch.zeros(d, dtype=torch.float64))
@@ -137,16 +142,20 @@ class FrechetAudioDistance(BackboneMetric):
     def _build_backbone(self) -> nn.Module:
         return PaSST(weights=self.weights)
 
-    def _accumulate(self, side: str, audio: AudioInput, rate: int | Sequence[int] | None, rate_name: str) -> None:
+    def _accumulate(
+        self, side: str, audio: AudioInput, rate: int | Sequence[int] | None, rate_name: str, ids: Any
+    ) -> None:
         clips = as_clip_list(audio, side)
         rates = sample_rates(rate, len(clips), rate_name)
-        windows = []
-        for clip, sr in zip(clips, rates):
+        id_list = None if ids is None else self._ids_tensor(ids, len(clips))
+        windows, kept = [], []
+        for i, (clip, sr) in enumerate(zip(clips, rates)):
             w = passt_windows(clip, sr, self.protocol, "fd", resampler=self.resampler, audio_length=self.audio_length)
             if w is None:
                 setattr(self, f"{side}_silent", getattr(self, f"{side}_silent") + 1)
             else:
                 windows.append(w[0])
+                kept.append(i)
         if not windows:
             return
         emb, _ = self.backbone.embed(windows, self.batch_size)
@@ -154,6 +163,10 @@ class FrechetAudioDistance(BackboneMetric):
         finite = torch.isfinite(emb).all(dim=1)
         emb = emb[finite]
         setattr(self, f"{side}_nonfinite", getattr(self, f"{side}_nonfinite") + (~finite).sum())
+        if id_list is not None:
+            getattr(self, f"{side}_rows").append(emb)
+            getattr(self, f"{side}_row_ids").append(id_list[torch.tensor(kept, device=self.device)][finite])
+            return
         setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + emb.sum(dim=0))
         setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + emb.T @ emb)
         setattr(self, f"{side}_n", getattr(self, f"{side}_n") + emb.shape[0])
@@ -165,49 +178,69 @@ class FrechetAudioDistance(BackboneMetric):
         target: AudioInput | None = None,
         sample_rate: int | Sequence[int] | None = None,
         target_sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+        target_ids: Sequence[int] | Tensor | None = None,
     ) -> None:
-        """Embed generated (``preds``) and/or reference (``target``) clips and add them to the moments."""
+        """Embed generated (``preds``) and/or reference (``target``) clips and add them to the moments.
+
+        ``ids`` / ``target_ids`` (optional, one non-negative int per clip, e.g. dataset indices): a clip whose id was
+        already seen on any rank is counted once at ``compute`` (``DistributedSampler`` pads ranks with repeats).
+        Such clips are kept as rows (D float64 each) until ``compute``.
+        """
         if preds is None and target is None:
             raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
         rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
         if preds is not None:
-            self._accumulate("preds", preds, rate, "sample_rate")
+            self._accumulate("preds", preds, rate, "sample_rate", ids)
+        elif ids is not None:
+            raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
         if target is not None:
-            self._accumulate("target", target, target_rate, "target_sample_rate")
+            self._accumulate("target", target, target_rate, "target_sample_rate", target_ids)
+        elif target_ids is not None:
+            raise ValueError("`target_ids` were given without `target`")
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         """Update the state; a per-batch FD is not returned (see the class docstring)."""
         self.update(*args, **kwargs)
 
-    def _target_moments(self) -> tuple[Tensor, Tensor, Tensor]:
-        return (
-            self.target_sum + self.loaded_target_sum,
-            self.target_outer + self.loaded_target_outer,
-            self.target_n + self.loaded_target_n,
-        )
+    def _moments(self, side: str) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Sums, outer-product sums and count of one side: streamed sums plus the id-deduplicated rows."""
+        ids = self._cat(f"{side}_row_ids")
+        order = unique_sample_order(ids)
+        rows = self._cat(f"{side}_rows")[order]
+        total = getattr(self, f"{side}_sum") + rows.sum(dim=0)
+        outer = getattr(self, f"{side}_outer") + rows.T @ rows
+        n = getattr(self, f"{side}_n") + rows.shape[0]
+        if side == "target":
+            total, outer, n = total + self.loaded_target_sum, outer + self.loaded_target_outer, n + self.loaded_target_n
+        return total, outer, n, int(ids.numel() - order.numel())
 
     def compute(self) -> Tensor:
         """Squared Fréchet distance (float64 scalar) over everything seen on all ranks."""
-        t_sum, t_outer, t_n = self._target_moments()
-        for name, n in (("preds (generated)", self.preds_n), ("target (reference)", t_n)):
+        p_sum, p_outer, p_n, p_dup = self._moments("preds")
+        t_sum, t_outer, t_n, t_dup = self._moments("target")
+        for name, n in (("preds (generated)", p_n), ("target (reference)", t_n)):
             if float(n) < 2:
                 raise ValueError(
                     f"FD needs at least 2 finite embeddings per side; {name} has {int(n)}. Feed more clips to update()"
                     + (" or load reference statistics" if name.startswith("target") else "")
                 )
-        mu1, s1 = gaussian_from_sums(self.preds_sum, self.preds_outer, self.preds_n)
+        mu1, s1 = gaussian_from_sums(p_sum, p_outer, p_n)
         mu2, s2 = gaussian_from_sums(t_sum, t_outer, t_n)
         value = frechet_distance(
             mu1, s1, mu2, s2, eps=self.eps, eps_policy=EPS_POLICY[self.protocol], method=self.method
         )
-        sources = [s for s, n in (("samples", self.target_n), ("stats", self.loaded_target_n)) if float(n) > 0]
+        streamed = float(self.target_n) + len(self._cat("target_row_ids"))
+        sources = [s for s, n in (("samples", streamed), ("stats", float(self.loaded_target_n))) if n > 0]
         self._details = {
-            "n_preds": int(self.preds_n),
+            "n_preds": int(p_n),
             "n_target": int(t_n),
             "n_preds_dropped_nonfinite": int(self.preds_nonfinite),
             "n_target_dropped_nonfinite": int(self.target_nonfinite),
             "n_preds_skipped_silent": int(self.preds_silent),
             "n_target_skipped_silent": int(self.target_silent),
+            "n_preds_duplicates_dropped": p_dup,
+            "n_target_duplicates_dropped": t_dup,
             "target_source": "+".join(sources),
         }
         return value
@@ -217,7 +250,8 @@ class FrechetAudioDistance(BackboneMetric):
         if self.reset_real_features:
             super().reset()
             return
-        keep = {k: getattr(self, k).clone() for k in self._defaults if k.startswith("target_")}
+        # reset() clears list states in place, so keep copies of the lists, not references to them.
+        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
         super().reset()
         for k, v in keep.items():
             setattr(self, k, v)
@@ -246,7 +280,7 @@ class FrechetAudioDistance(BackboneMetric):
         protocol, av-benchmark ``audio_length``, resampler, sample rate, feature size and library version.
         """
         with self.sync_context():
-            t_sum, t_outer, t_n = self._target_moments()
+            t_sum, t_outer, t_n, _ = self._moments("target")
             payload = {"format": STATS_FORMAT, "sum": t_sum.cpu(), "outer": t_outer.cpu(), "n": t_n.cpu()}
         if float(payload["n"]) < 2:
             raise ValueError(f"only {int(payload['n'])} reference embeddings were accumulated; need at least 2")

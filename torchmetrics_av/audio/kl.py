@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.passt import PASST_NUM_CLASSES, PaSST, passt_windows
-from torchmetrics_av.base import BackboneMetric, check_protocol, resolve_rates
+from torchmetrics_av.base import BackboneMetric, check_protocol, resolve_rates, unique_sample_order
 from torchmetrics_av.functional.kl import kl_divergence_from_logits
 from torchmetrics_av.preprocessing import AudioInput, Resampler, as_clip_list, sample_rates
 
@@ -36,12 +36,14 @@ class PaSSTKLDivergence(BackboneMetric):
     Σ σ(t)(log σ(t) − log σ(p)) (not a Bernoulli KL; can be negative) is a detail.
 
     As input to ``update``: ``preds``, ``target``: paired audio batches of equal length (``(B, T)``, ``(B, C, T)`` or
-    lists of clips); ``sample_rate`` / ``target_sample_rate``: Hz, one int or one per clip.
+    lists of clips); ``sample_rate`` / ``target_sample_rate``: Hz, one int or one per clip; ``ids``: optional
+    dataset indices, so repeats padded in by ``DistributedSampler`` are counted once.
 
     As output of ``compute``: scalar float64 mean KL (softmax). ``forward`` returns the batch's mean (``None`` when
     every pair of the batch was skipped). ``details``: ``kl_softmax`` and ``kl_sigmoid`` per pair (N,),
-    ``kl_sigmoid_mean``, ``n_pairs``, ``n_skipped_silent``, ``pair_kept`` (bool per pair seen, in order: which pairs
-    the per-pair values belong to).
+    ``kl_sigmoid_mean``, ``n_pairs``, ``n_skipped_silent``, ``n_duplicates_dropped``, ``sample_id`` (per kept pair;
+    -1 where no ids were given) and ``pair_kept`` (bool per unique pair seen, in the same order: which pairs the
+    per-pair values belong to). With ``ids``, per-pair values are sorted by id.
 
     Args:
         sample_rate: rate of ``preds`` (and ``target`` unless ``target_sample_rate`` is given), in Hz.
@@ -89,13 +91,11 @@ class PaSSTKLDivergence(BackboneMetric):
             raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
         self.sample_rate, self.target_sample_rate = sample_rate, target_sample_rate
         self.audio_length, self.resampler, self.batch_size = audio_length, resampler, batch_size
-        self.add_float64_state("kl_softmax_sum")
-        self.add_float64_state("kl_sigmoid_sum")
-        self.add_float64_state("n_pairs")
-        self.add_float64_state("n_skipped")
+        # One entry per pair seen (0.0 and pair_kept=0 for a skipped pair), so that ids can drop duplicates.
         self.add_sample_state("kl_softmax")
         self.add_sample_state("kl_sigmoid")
         self.add_sample_state("pair_kept", dtype=torch.int64)
+        self.add_sample_state("sample_id", dtype=torch.int64)
 
     def _build_backbone(self) -> nn.Module:
         return PaSST(weights=self.weights)
@@ -125,29 +125,33 @@ class PaSSTKLDivergence(BackboneMetric):
         target: AudioInput,
         sample_rate: int | Sequence[int] | None = None,
         target_sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
     ) -> None:
-        """Add KL(target[i] ‖ preds[i]) for every pair of the batch."""
+        """Add KL(target[i] ‖ preds[i]) for every pair of the batch.
+
+        ``ids`` (optional, one non-negative int per pair, e.g. dataset indices) lets ``compute`` drop the repeats
+        that ``DistributedSampler`` pads ranks with; per-pair details are then sorted by id.
+        """
         rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
         p_windows = self._windows(preds, "preds", rate, "sample_rate")
         t_windows = self._windows(target, "target", target_rate, "target_sample_rate")
         if len(p_windows) != len(t_windows):
             raise ValueError(f"`preds` has {len(p_windows)} clips and `target` {len(t_windows)}; KL needs paired clips")
+        n = len(p_windows)
+        self.sample_id.append(self._ids_tensor(ids, n))
         keep = [i for i, (p, t) in enumerate(zip(p_windows, t_windows)) if p is not None and t is not None]
-        self.n_skipped += len(p_windows) - len(keep)
-        kept = torch.zeros(len(p_windows), dtype=torch.int64, device=self.device)
+        kept = torch.zeros(n, dtype=torch.int64, device=self.device)
         kept[keep] = 1
         self.pair_kept.append(kept)
-        if not keep:
-            return
-        logits = self.clip_logits([p_windows[i] for i in keep] + [t_windows[i] for i in keep])
-        p_logits, t_logits = logits[: len(keep)], logits[len(keep) :]
-        soft = kl_divergence_from_logits(p_logits, t_logits, "softmax").to(self.device)
-        sig = kl_divergence_from_logits(p_logits, t_logits, "sigmoid").to(self.device)
+        soft = torch.zeros(n, dtype=torch.float64, device=self.device)
+        sig = torch.zeros(n, dtype=torch.float64, device=self.device)
+        if keep:
+            logits = self.clip_logits([p_windows[i] for i in keep] + [t_windows[i] for i in keep])
+            p_logits, t_logits = logits[: len(keep)], logits[len(keep) :]
+            soft[keep] = kl_divergence_from_logits(p_logits, t_logits, "softmax").to(self.device)
+            sig[keep] = kl_divergence_from_logits(p_logits, t_logits, "sigmoid").to(self.device)
         self.kl_softmax.append(soft)
         self.kl_sigmoid.append(sig)
-        self.kl_softmax_sum += soft.sum()
-        self.kl_sigmoid_sum += sig.sum()
-        self.n_pairs += soft.numel()
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor | None:
         """Update with the batch and return its mean KL (``None`` if every pair of the batch was skipped).
@@ -157,22 +161,28 @@ class PaSSTKLDivergence(BackboneMetric):
         """
         before = len(self._cat("kl_softmax"))
         self.update(*args, **kwargs)
-        new = self._cat("kl_softmax")[before:]
-        return new.mean() if new.numel() else None
+        values = self._cat("kl_softmax")[before:]
+        kept = self._cat("pair_kept")[before:].bool()
+        return values[kept].mean() if bool(kept.any()) else None
 
     def compute(self) -> Tensor:
-        """Mean KL(target ‖ preds) over all pairs on all ranks (float64 scalar)."""
-        n = float(self.n_pairs)
-        if n == 0:
+        """Mean KL(target ‖ preds) over all pairs on all ranks (float64 scalar), repeats of an id counted once."""
+        order = unique_sample_order(self._cat("sample_id"))
+        kept = self._cat("pair_kept")[order].bool()
+        rows = order[kept]
+        if rows.numel() == 0:
             raise ValueError(
-                f"no valid pairs to average ({int(self.n_skipped)} skipped as silent); call update() with audio first"
+                f"no valid pairs to average ({int((~kept).sum())} skipped as silent); call update() with audio first"
             )
+        soft, sig = self._cat("kl_softmax")[rows], self._cat("kl_sigmoid")[rows]
         self._details = {
-            "kl_softmax": self._cat("kl_softmax"),
-            "kl_sigmoid": self._cat("kl_sigmoid"),
-            "kl_sigmoid_mean": self.kl_sigmoid_sum / n,
-            "n_pairs": int(n),
-            "n_skipped_silent": int(self.n_skipped),
-            "pair_kept": self._cat("pair_kept").bool(),
+            "kl_softmax": soft,
+            "kl_sigmoid": sig,
+            "kl_sigmoid_mean": sig.mean(),
+            "n_pairs": int(rows.numel()),
+            "n_skipped_silent": int((~kept).sum()),
+            "n_duplicates_dropped": int(self._cat("sample_id").numel() - order.numel()),
+            "sample_id": self._cat("sample_id")[rows],
+            "pair_kept": kept,
         }
-        return self.kl_softmax_sum / n
+        return soft.mean()
