@@ -1,7 +1,10 @@
-"""Every example runs (small configs / random weights, labelled as such)."""
+"""Every example runs (small configs / random weights, labelled as such), and the multi-process ones agree with one
+process: Lightning ``ddp_spawn`` with 2 CPU processes, and ``torchrun --nproc_per_node=2``."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +14,38 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("args", [["examples/passt_metrics.py", "--tiny", "--clips", "4", "--seconds", "1"]])
-def test_example_runs(args):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
+def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    out = subprocess.run([*args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_passt_example_runs():
+    out = _run(sys.executable, "examples/passt_metrics.py", "--tiny", "--clips", "4", "--seconds", "1")
     assert "RANDOM WEIGHTS" in out.stdout and "FD_PaSST=" in out.stdout
+
+
+@pytest.mark.ddp
+def test_lightning_two_processes_equal_one(monkeypatch):
+    # The spawned ranks unpickle the LightningModule, so its module must stay importable while they start.
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    from lightning_validation import validate
+
+    single = validate(devices=1)
+    double = validate(devices=2)  # 7 samples on 2 ranks: DistributedSampler repeats one, ids drop it
+    assert set(single) == {"val/fd_passt", "val/kl_passt"}
+    for key, value in single.items():
+        assert double[key] == pytest.approx(value, rel=1e-6), key
+
+
+@pytest.mark.ddp
+def test_torchrun_example_equals_one_process(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    _run(sys.executable, "examples/ddp_eval.py", "--tiny", "--out", str(tmp_path / "one.json"))
+    _run(torchrun, "--nproc_per_node=2", "examples/ddp_eval.py", "--tiny", "--out", str(tmp_path / "two.json"))
+    one, two = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    assert two["world_size"] == 2 and two["n_preds"] == one["n_preds"] == 7 and two["n_pairs"] == 7
+    assert two["fd_passt"] == pytest.approx(one["fd_passt"], rel=1e-6)
+    assert two["kl_passt"] == pytest.approx(one["kl_passt"], rel=1e-6)

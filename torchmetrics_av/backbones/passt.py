@@ -52,6 +52,13 @@ PASST_MAX_SAMPLES = 10 * PASST_SAMPLE_RATE
 DEFAULT_CACHE_WINDOWS = 512
 
 
+def _quiet_hear21passt() -> None:
+    from hear21passt.models import passt as passt_module
+
+    # hear21passt prints tensor shapes on its first forward through a module-global flag.
+    passt_module.first_RUN = False
+
+
 def build_passt_network(embed_dim: int = PASST_EMBED_DIM, depth: int = 12, num_heads: int = 12) -> nn.Module:
     """The hear21passt ``PaSST`` network with the arguments of ``get_model("passt_s_swa_p16_128_ap476")``.
 
@@ -59,8 +66,7 @@ def build_passt_network(embed_dim: int = PASST_EMBED_DIM, depth: int = 12, num_h
     """
     from hear21passt.models import passt as passt_module
 
-    # hear21passt prints tensor shapes on its first forward through a module-global flag.
-    passt_module.first_RUN = False
+    _quiet_hear21passt()
     return passt_module.PaSST(
         img_size=PASST_INPUT_SIZE,
         patch_size=PASST_PATCH,
@@ -135,6 +141,7 @@ class PaSST(nn.Module):
         if wave.ndim != 2 or wave.shape[-1] > PASST_MAX_SAMPLES:
             raise ValueError(f"`wave` must be (B, T<={PASST_MAX_SAMPLES}) 32 kHz audio, got {tuple(wave.shape)}")
         mel = self.mel(wave.to(self.mel.mel_basis.device, torch.float32))
+        _quiet_hear21passt()  # a process that unpickled this model (ddp_spawn) re-imported hear21passt's print flag
         with warnings.catch_warnings():
             # hear21passt warns on every forward that 1000 mel frames != its nominal 998 (it cuts the pos-embed).
             warnings.filterwarnings("ignore", message="Input image size")
