@@ -514,6 +514,33 @@ def test_silence_policy():
     assert torch.isfinite(av.compute()) and av.details["n_skipped_silent"] == 0
 
 
+def test_repeated_ids_are_counted_once():
+    clips, texts = _clips(n_long=0, short_s=(1, 2, 3))
+    clips.append(torch.zeros(1, 16000))  # a silent clip: skipped, and its repeat must not count twice either
+    texts.append("w9")
+    net, tok = small_net("fastvideo"), word_tokenizer()
+    plain = CLAPScore(sample_rate=16000, backbone=net, tokenizer=tok)
+    plain.update(clips, texts)
+    expected = plain.compute()
+    # Two "ranks" of a DistributedSampler-like split: ids 2, 0 | 3, 1, 0, 3 (ids 0 and 3 repeated), in any order.
+    order = [2, 0, 3, 1, 0, 3]
+    with_ids = CLAPScore(sample_rate=16000, backbone=net, tokenizer=tok)
+    with_ids.update([clips[i] for i in order[:2]], [texts[i] for i in order[:2]], ids=order[:2])
+    with_ids.update([clips[i] for i in order[2:]], [texts[i] for i in order[2:]], ids=torch.tensor(order[2:]))
+    value = with_ids.compute()
+    assert float(value) == pytest.approx(float(expected), abs=1e-6)  # float32 batch-composition noise
+    torch.testing.assert_close(with_ids.details["cosine"], plain.details["cosine"], rtol=0, atol=1e-6)
+    assert with_ids.details["sample_id"].tolist() == [0, 1, 2]  # sorted by id; id 3 is the silent clip
+    assert with_ids.details["scored"].tolist() == plain.details["scored"].tolist() == [True, True, True, False]
+    assert with_ids.details["n_duplicates_dropped"] == 2 and with_ids.details["n_skipped_silent"] == 1
+    assert with_ids.details["n_samples"] == plain.details["n_samples"] == 4
+    assert plain.details["sample_id"].tolist() == [-1, -1, -1] and plain.details["n_duplicates_dropped"] == 0
+    with pytest.raises(ValueError, match="`ids` must hold one integer per sample"):
+        with_ids.update(clips[:2], texts[:2], ids=[0])
+    with pytest.raises(ValueError, match="`ids` must be non-negative"):
+        with_ids.update(clips[:2], texts[:2], ids=[0, -3])
+
+
 def test_bad_inputs():
     metric = CLAPScore(sample_rate=16000, backbone=small_net("fastvideo"), tokenizer=word_tokenizer())
     audio = torch.randn(2, 16000) * 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_unpublished_digest_is_recorded_and_checked(published, tmp_path, monkeyp
     src, digest = published
     ckpt = Checkpoint(name="m", filename="model.pt", url=src.as_uri())
     path = resolve_checkpoint(ckpt, cache_dir=tmp_path / "c")
-    assert (tmp_path / "c" / "model.pt.sha256").read_text().strip() == digest
+    assert json.loads((tmp_path / "c" / "model.pt.sha256").read_text())["sha256"] == digest
     path.write_bytes(b"truncated")
     with pytest.raises(ChecksumError):
         resolve_checkpoint(ckpt, cache_dir=tmp_path / "c")

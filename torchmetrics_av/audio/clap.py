@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torchmetrics_av.backbones.clap import CLAP, COSINE_EPS, DEFAULT_BATCH_SIZE, DEFAULT_CROP_SEED, clap_waveform
-from torchmetrics_av.base import BackboneMetric, Protocol, check_protocol
+from torchmetrics_av.base import BackboneMetric, Protocol, check_protocol, unique_sample_order
 from torchmetrics_av.preprocessing import AudioInput, as_clip_list, sample_rates
 
 
@@ -78,9 +78,13 @@ class CLAPScore(BackboneMetric):
         batch_size: clips per model forward.
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
-    Details (after ``compute()``, DDP-synced, samples in rank order): ``cosine`` (float64, one per scored clip),
-    ``scored`` (bool, one per clip given to ``update``), ``n_samples``, ``n_scored``, ``n_skipped_silent``,
-    ``protocol``.
+    ``update(..., ids=)`` takes optional per-clip dataset indices: a clip whose id was already seen (e.g. a repeat
+    that ``DistributedSampler`` pads a rank with) is counted once, and per-clip details are then sorted by id.
+
+    Details (after ``compute()``, DDP-synced, samples in rank order unless ``ids`` sort them): ``cosine`` (float64,
+    one per scored clip), ``sample_id`` (int64, one per scored clip, -1 where no ids were given), ``scored`` (bool,
+    one per unique clip given to ``update``), ``n_samples``, ``n_scored``, ``n_skipped_silent``,
+    ``n_duplicates_dropped``, ``protocol``.
 
     Example:
         >>> import torch
@@ -100,10 +104,6 @@ class CLAPScore(BackboneMetric):
     full_state_update = False
     plot_lower_bound = -1.0
     plot_upper_bound = 1.0
-
-    cosine_sum: Tensor
-    n_scored: Tensor
-    n_skipped: Tensor
 
     def __init__(
         self,
@@ -137,16 +137,22 @@ class CLAPScore(BackboneMetric):
         self.batch_size = int(batch_size)
         if backbone is not None and backbone.crop_seed != self.crop_seed:
             raise ValueError(f"`backbone.crop_seed` is {backbone.crop_seed} but `crop_seed` is {crop_seed}")
-        self.add_float64_state("cosine_sum")
-        self.add_state("n_scored", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("n_skipped", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        # Per-clip states only (sums are taken at compute time), so that `ids` can drop DistributedSampler repeats.
+        # A skipped (silent) clip holds cosine 0.0 and scored=False.
         self.add_sample_state("sample_cosine", (), torch.float64)
         self.add_sample_state("sample_scored", (), torch.bool)
+        self.add_sample_state("sample_id", (), torch.int64)
 
     def _build_backbone(self) -> CLAP:
         return CLAP(weights=self.weights, protocol=self.protocol, crop_seed=self.crop_seed)
 
-    def update(self, preds: AudioInput, target: Sequence[str], sample_rate: int | Sequence[int] | None = None) -> None:
+    def update(
+        self,
+        preds: AudioInput,
+        target: Sequence[str],
+        sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+    ) -> None:
         """Score a batch of (clip, prompt) pairs.
 
         Args:
@@ -154,50 +160,57 @@ class CLAPScore(BackboneMetric):
                 or int16; any lengths and rates.
             target: ``B`` non-empty prompts.
             sample_rate: rate(s) of ``preds`` in Hz; defaults to the constructor's ``sample_rate``.
+            ids: optional non-negative int per clip (e.g. dataset indices); repeated ids are counted once.
 
         Raises:
-            ValueError: bad audio, prompt count != clip count, an empty prompt, a missing sample rate, or (under
-                ``"fastvideo"``) a prompt longer than 512 tokens.
+            ValueError: bad audio, prompt count != clip count, an empty prompt, a missing sample rate, bad ``ids``,
+                or (under ``"fastvideo"``) a prompt longer than 512 tokens.
         """
         clips = as_clip_list(preds, "preds")
         texts = _check_texts(target, len(clips))
         rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
+        sample_id = self._ids_tensor(ids, len(clips))
         waves = [clap_waveform(c, r, self.protocol) for c, r in zip(clips, rates)]
         scored = torch.tensor([w is not None for w in waves], dtype=torch.bool)
         keep = [i for i, w in enumerate(waves) if w is not None]
-        cosine = torch.zeros(0, dtype=torch.float64)
+        cosine = torch.zeros(len(clips), dtype=torch.float64, device=self.device)
         if keep:
             bb = self.backbone
             with torch.no_grad():
                 # Every prompt is tokenised (and checked) so that an error names its index in `target`.
-                ids, mask = bb.tokenize(texts, name="target", tokenizer=self.tokenizer)
-                text_emb = bb.embed_text_ids(ids[keep], mask[keep])
+                token_ids, mask = bb.tokenize(texts, name="target", tokenizer=self.tokenizer)
+                text_emb = bb.embed_text_ids(token_ids[keep], mask[keep])
                 audio_emb = bb.embed_audio([waves[i] for i in keep], batch_size=self.batch_size)
-                cosine = F.cosine_similarity(audio_emb, text_emb.to(audio_emb.device), dim=-1, eps=COSINE_EPS)
-            cosine = cosine.to(self.device, torch.float64)
-        self.cosine_sum += cosine.sum()
-        self.n_scored += len(keep)
-        self.n_skipped += len(clips) - len(keep)
+                kept = F.cosine_similarity(audio_emb, text_emb.to(audio_emb.device), dim=-1, eps=COSINE_EPS)
+            cosine[keep] = kept.to(self.device, torch.float64)
         self.sample_cosine.append(cosine)
         self.sample_scored.append(scored.to(self.device))
+        self.sample_id.append(sample_id)
 
     def compute(self) -> Tensor:
-        """Mean cosine over scored clips (float64 scalar); fills :attr:`details`.
+        """Mean cosine over scored clips (float64 scalar), repeats of an id counted once; fills :attr:`details`.
 
         Raises:
             RuntimeError: no clip was scored (no ``update`` yet, or every clip was silent under "fastvideo").
         """
-        n_scored, n_skipped = int(self.n_scored), int(self.n_skipped)
+        ids = self._cat("sample_id")
+        order = unique_sample_order(ids)
+        scored = self._cat("sample_scored")[order].bool()
+        rows = order[scored]
+        cosine = self._cat("sample_cosine")[rows]
+        n_scored, n_skipped = int(rows.numel()), int((~scored).sum())
         self._details = {
-            "cosine": self._cat("sample_cosine"),
-            "scored": self._cat("sample_scored"),
+            "cosine": cosine,
+            "sample_id": ids[rows],
+            "scored": scored,
             "n_samples": n_scored + n_skipped,
             "n_scored": n_scored,
             "n_skipped_silent": n_skipped,
+            "n_duplicates_dropped": int(ids.numel() - order.numel()),
             "protocol": self.protocol,
         }
         if n_scored == 0:
             raise RuntimeError(
                 f"CLAPScore has no scored clip ({n_skipped} silent clips skipped); call update() with non-silent audio"
             )
-        return self.cosine_sum / n_scored
+        return cosine.sum() / n_scored

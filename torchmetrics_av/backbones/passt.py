@@ -32,7 +32,7 @@ from torchmetrics_av.preprocessing import (
     protocol_waveform,
     sliding_windows,
 )
-from torchmetrics_av.weights import Checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import Checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
 PASST_CHECKPOINT = Checkpoint(
     name="passt_s_swa_p16_128_ap476",
@@ -126,7 +126,7 @@ class PaSST(nn.Module):
         if weights is not None or pretrained:
             path = resolve_checkpoint(PASST_CHECKPOINT, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_state_dict(path), strict=True)
-            self.checkpoint_id = f"{PASST_CHECKPOINT.name}@sha256:{sha256_file(path)[:16]}"
+            self.checkpoint_id = f"{PASST_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()
 
     def forward(self, wave: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,6 +14,13 @@ _EXPORTS = {
     "frechet_distance_from_features": "torchmetrics_av.functional.fad",
     "gaussian_from_sums": "torchmetrics_av.functional.fad",
     "kl_divergence_from_logits": "torchmetrics_av.functional.kl",
+    "speech_word_error_rate": "torchmetrics_av.functional.wer",
+    "normalize_text": "torchmetrics_av.functional.wer",
+    "score_transcript": "torchmetrics_av.functional.wer",
+    "resolve_char_level": "torchmetrics_av.functional.wer",
+    "offset_grid": "torchmetrics_av.functional.desync",
+    "offsets_from_logits": "torchmetrics_av.functional.desync",
+    "desync_from_logits": "torchmetrics_av.functional.desync",
 }
 
 __all__ = list(_EXPORTS)

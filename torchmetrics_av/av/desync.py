@@ -1,0 +1,317 @@
+"""DeSync: mean absolute audio-visual offset (seconds) predicted by Synchformer, for paired audio and video."""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from torchmetrics_av.backbones.synchformer import (
+    SAMPLE_RATE,
+    VIDEO_FPS,
+    VIDEO_SEGMENT_FRAMES,
+    VIDEO_SEGMENT_STEP,
+    VIDEO_SIZE,
+    WINDOW_SEGMENTS,
+    Synchformer,
+    segment_audio,
+)
+from torchmetrics_av.base import BackboneMetric, check_protocol
+from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, desync_from_logits, offsets_from_logits
+from torchmetrics_av.preprocessing import (
+    UINT8_MAX,
+    AudioInput,
+    VideoInput,
+    as_clip_list,
+    as_video_list,
+    ffmpeg_fps_indices,
+    frame_rates,
+    nearest_frame_indices,
+    resample,
+    sample_rates,
+    short_side_resize_crop,
+    to_mono,
+    to_signed_unit,
+)
+
+# av-benchmark's `--audio_length` / `duration_sec` as used for MMAudio's tables (8 s VGGSound clips).
+AVBENCH_DURATION_S = 8.0
+# Source frames converted and resized per step (bounds the float working set of long high-resolution clips).
+FRAME_CHUNK = 32
+# Shortest clip DeSync can score: 14 segments = 13 hops + one 0.64 s window = 4.8 s.
+MIN_DURATION_S = ((WINDOW_SEGMENTS - 1) * VIDEO_SEGMENT_STEP + VIDEO_SEGMENT_FRAMES) / VIDEO_FPS
+
+
+class _Pair(NamedTuple):
+    """A preprocessed (audio, video) pair: what the front and back windows need."""
+
+    frames: Tensor  # (F, 3, 224, 224) frames of the needed video segments, in [-1, 1]
+    segment_rows: list[int]  # row in `frames` of each needed segment's first frame
+    mel: Tensor  # (n, 128, 66) log-mel of the needed audio segments
+    num_segments: int  # S, equal for audio and video
+
+
+def _needed_segments(num_segments: int) -> list[int]:
+    """Segments that the front ``[0, 14)`` and back ``[S-14, S)`` windows use (the middle of a long clip is skipped)."""
+    return sorted(set(range(WINDOW_SEGMENTS)) | set(range(num_segments - WINDOW_SEGMENTS, num_segments)))
+
+
+class DeSync(BackboneMetric):
+    r"""DeSync: Synchformer's predicted audio-visual offset, in seconds, averaged over the first and last 4.8 s.
+
+    .. math::
+        \mathrm{DeSync} = \frac{1}{N}\sum_{i=1}^{N}\tfrac{1}{2}\left(|\hat o^{front}_i| + |\hat o^{back}_i|\right)
+
+    where :math:`\hat o` is the offset class (-2.0, -1.8, ..., +2.0 s) Synchformer predicts (argmax) for a clip's first
+    14 and last 14 segments (0.64 s segments every 0.32 s). Lower is better; 0 means in sync. ``preds[i]`` (audio) is
+    paired with ``target[i]`` (video).
+
+    Protocols (``protocol=``):
+
+    * ``"fastvideo"`` (default, FastVideo ``audio.desync``): video resampled to 25 fps by nearest index (``T' =
+      round(T / fps * 25)``, ``idx = floor(n * fps / 25)``; at 24 fps frame 0 is duplicated first), float frames
+      resized short side 224 with ``F.interpolate(bicubic, antialias)`` (``round`` sizes), centre crop
+      ``(H'-224)//2``, ``(x - 0.5) / 0.5`` unclamped; the whole clip is used. Audio: channel mean,
+      ``torchaudio.transforms.Resample`` to 16 kHz on the whole clip, no truncation; the 66th log-mel frame is padded
+      with the clip's minimum log-mel value. FastVideo reads audio from a PCM-16 WAV: give int16 audio (or
+      int16/32768 floats) to reproduce it bit for bit.
+    * ``"av-benchmark"`` (hkchengrex/av-benchmark, MMAudio's tables): video at 25 fps as ffmpeg's
+      ``fps=25:round=near:start_time=0`` delivers it (at 24 fps frame 11 is duplicated first), the first
+      ``int(25 * duration)`` frames, uint8 ``Resize(224, bicubic)`` with torch's uint8 CPU kernel (long side floored),
+      ``CenterCrop(224)``, ``/255``, ``Normalize(0.5, 0.5)``; float video is first quantised to uint8 (``round(x *
+      255)``), as its rgb24 decoder would. Audio: channel mean, ``Resample`` to 16 kHz, the first
+      ``int(16000 * duration)`` samples; the 66th log-mel frame is padded with 0.0. A clip shorter than ``duration``
+      raises ``ValueError`` (av-benchmark's audio loader silently substitutes the next file instead).
+
+    Both: 16 kHz segments of 10240 samples every 5120, ``MelSpectrogram(n_fft 1024, win 400, hop 160, 128 mels)``,
+    ``log(x + 1e-6)``, ``(x + 4.2677393) / (2 * 4.5689974)``; video segments of 16 frames every 8. Audio and video must
+    give the same number of segments ``S >= 14`` (at least 4.8 s); otherwise ``ValueError``. Only the segments the two
+    windows use are encoded (for ``S > 28`` the middle is skipped, as in the references). The per-clip value is
+    ``(|front| + |back|) / 2`` (FastVideo's score); the mean over clips equals av-benchmark's mean over 2N windows.
+
+    As input to ``update``: ``preds`` audio, ``(B, T)``, ``(B, C, T)`` or a list of clips (float in [-1, 1] or int16);
+    ``target`` video, ``(B, F, 3, H, W)`` uint8 in [0, 255] or float in [0, 1], or a list of ``(F, 3, H, W)``;
+    ``sample_rate`` (Hz) and ``video_fps`` (frames/s), one value or one per clip, override the constructor's.
+
+    As output of ``compute``: scalar float64 mean DeSync in seconds. ``details``: per clip ``desync``,
+    ``offset_front`` / ``offset_back`` (signed seconds), ``desync_front`` / ``desync_back`` (absolute),
+    ``num_segments``; ``n_samples``; with ``keep_logits=True`` also ``logits_front`` / ``logits_back`` ``(N, 21)``.
+
+    Args:
+        sample_rate: rate of the audio in Hz (one int or one per clip).
+        video_fps: frame rate of the video (one number or one per clip).
+        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        backbone: a :class:`~torchmetrics_av.backbones.Synchformer` to share.
+        weights: local path of ``synchformer_state_dict.pth`` when ``backbone`` is not given.
+        duration: av-benchmark's ``duration_sec`` / ``--audio_length`` in seconds (default 8.0); not used by
+            ``"fastvideo"``.
+        keep_logits: also keep the 21 front/back logits of every clip (in ``details``).
+        bf16: build the backbone with bfloat16 autocast for the encoders (opt-in, for GPUs; changes the numbers
+            slightly, see the backbone).
+        kwargs: forwarded to :class:`torchmetrics.Metric`.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av import DeSync
+        >>> from torchmetrics_av.backbones import Synchformer
+        >>> _ = torch.manual_seed(0)
+        >>> tiny = Synchformer(pretrained=False, embed_dim=16, depth=1, num_heads=2, sync_depth=1, sync_heads=2)
+        >>> metric = DeSync(sample_rate=16000, video_fps=25, backbone=tiny)  # random weights: demo only
+        >>> audio = torch.rand(1, 80000) - 0.5                                  # 5 s
+        >>> video = torch.randint(0, 256, (1, 125, 3, 36, 64), dtype=torch.uint8)
+        >>> metric.update(audio, video)
+        >>> 0.0 <= float(metric.compute()) <= 2.0, metric.details["num_segments"].tolist()
+        (True, [14])
+    """
+
+    higher_is_better = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 2.0
+
+    def __init__(
+        self,
+        sample_rate: int | Sequence[int] | None = None,
+        video_fps: float | Sequence[float] | None = None,
+        protocol: str = "fastvideo",
+        backbone: nn.Module | None = None,
+        weights: str | os.PathLike | None = None,
+        *,
+        duration: float | None = None,
+        keep_logits: bool = False,
+        bf16: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone=backbone, weights=weights, **kwargs)
+        self.protocol = check_protocol(protocol)
+        if duration is not None and self.protocol != "av-benchmark":
+            raise ValueError("`duration` applies to protocol='av-benchmark' only; 'fastvideo' scores the whole clip")
+        duration = AVBENCH_DURATION_S if duration is None else duration
+        if not isinstance(duration, int | float) or duration < MIN_DURATION_S:
+            raise ValueError(f"`duration` must be a number of seconds >= {MIN_DURATION_S}, got {duration!r}")
+        self.sample_rate, self.video_fps, self.duration = sample_rate, video_fps, float(duration)
+        self.keep_logits, self.bf16 = keep_logits, bf16
+        self.add_float64_state("desync_sum")
+        self.add_float64_state("n_samples")
+        for name in ("desync", "offset_front", "offset_back"):
+            self.add_sample_state(name)
+        self.add_sample_state("num_segments", dtype=torch.int64)
+        if keep_logits:
+            self.add_sample_state("logits_front", (NUM_OFFSET_CLASSES,), torch.float32)
+            self.add_sample_state("logits_back", (NUM_OFFSET_CLASSES,), torch.float32)
+
+    def _build_backbone(self) -> nn.Module:
+        return Synchformer(weights=self.weights, bf16=self.bf16)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # preprocessing
+
+    def _audio_mel(self, clip: Tensor, rate: int, index: int) -> Tensor:
+        """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its segments."""
+        wave = resample(to_mono(clip.to(self.device)), rate, SAMPLE_RATE, "torchaudio")
+        if self.protocol == "av-benchmark":
+            need = int(SAMPLE_RATE * self.duration)
+            if wave.shape[-1] < need:
+                raise ValueError(
+                    f"`preds[{index}]` lasts {wave.shape[-1] / SAMPLE_RATE:.3f} s; protocol 'av-benchmark' needs "
+                    f"`duration`={self.duration} s of audio (lower `duration` or pass longer clips)"
+                )
+            wave = wave[:need]
+        segments = segment_audio(wave, pad_short=self.protocol == "fastvideo")
+        mel_module = self.backbone.mel.to(self.device)
+        return mel_module(segments, pad="min" if self.protocol == "fastvideo" else "zero")
+
+    def _frame_index(self, video: Tensor, fps: float, index: int) -> Tensor:
+        """Source frame of every 25 fps frame the protocol keeps."""
+        num = video.shape[0]
+        if self.protocol == "fastvideo":
+            return nearest_frame_indices(num, fps, VIDEO_FPS, min_frames=VIDEO_SEGMENT_FRAMES)
+        idx = ffmpeg_fps_indices(num, fps, VIDEO_FPS)
+        need = int(VIDEO_FPS * self.duration)
+        if idx.shape[0] < need:
+            raise ValueError(
+                f"`target[{index}]` gives {idx.shape[0]} frames at 25 fps ({num} at {fps:g} fps); protocol "
+                f"'av-benchmark' needs `duration`={self.duration} s = {need} frames (lower `duration` or pass longer "
+                "clips)"
+            )
+        return idx[:need]
+
+    def _frames(self, video: Tensor, frame_index: Tensor) -> Tensor:
+        """Selected source frames -> ``(n, 3, 224, 224)`` float32 in about [-1, 1] on the metric's device.
+
+        Frames are converted in chunks (every step is per frame), so a long high-resolution clip never exists as one
+        float tensor at full resolution.
+        """
+        out = []
+        for start in range(0, frame_index.shape[0], FRAME_CHUNK):
+            frames = video[frame_index[start : start + FRAME_CHUNK].to(video.device)]
+            if self.protocol == "fastvideo":
+                frames = frames.to(self.device)
+                frames = frames.float() / UINT8_MAX if frames.dtype == torch.uint8 else frames.float()
+                out.append(to_signed_unit(short_side_resize_crop(frames, VIDEO_SIZE, "interpolate")))
+            else:
+                if frames.dtype != torch.uint8:
+                    frames = (frames.float() * UINT8_MAX).round().to(torch.uint8)
+                resized = short_side_resize_crop(frames.cpu(), VIDEO_SIZE, "torchvision")
+                out.append(to_signed_unit(resized).to(self.device))
+        return torch.cat(out)
+
+    def _prepare(self, clip: Tensor, rate: int, video: Tensor, fps: float, index: int) -> _Pair:
+        """Validate and preprocess one pair, keeping only what the front and back windows use."""
+        frame_index = self._frame_index(video, fps, index)
+        s_v = max(0, (frame_index.shape[0] - VIDEO_SEGMENT_FRAMES) // VIDEO_SEGMENT_STEP + 1)
+        mel = self._audio_mel(clip, rate, index)
+        s_a = mel.shape[0]
+        if min(s_v, s_a) < WINDOW_SEGMENTS:
+            raise ValueError(
+                f"pair {index} is too short: `target[{index}]` gives {s_v} video and `preds[{index}]` {s_a} audio "
+                f"segments; DeSync needs {WINDOW_SEGMENTS} (at least {MIN_DURATION_S} s of audio and video)"
+            )
+        if s_v != s_a:
+            raise ValueError(
+                f"pair {index}: `target[{index}]` gives {s_v} video segments ({frame_index.shape[0]} frames at 25 "
+                f"fps) but `preds[{index}]` gives {s_a} audio segments (16-frame / 10240-sample windows every 0.32 s); "
+                "DeSync's back window needs equal counts: trim audio and video to the same duration"
+            )
+        needed = _needed_segments(s_v)
+        # Only the frames of the needed segments are resized; each segment's 16 frames stay consecutive in this list.
+        frame_rows = sorted({s * VIDEO_SEGMENT_STEP + f for s in needed for f in range(VIDEO_SEGMENT_FRAMES)})
+        first_row = [bisect.bisect_left(frame_rows, s * VIDEO_SEGMENT_STEP) for s in needed]
+        return _Pair(self._frames(video, frame_index[frame_rows]), first_row, mel[needed], s_v)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # update / compute
+
+    def _video_features(self, pairs: list[_Pair]) -> list[Tensor]:
+        """Encode the needed segments of every clip, batched across clips in chunks of ``backbone.segment_batch``."""
+        flat = [p.frames[r : r + VIDEO_SEGMENT_FRAMES] for p in pairs for r in p.segment_rows]
+        chunk = self.backbone.segment_batch
+        feats = [self.backbone.video_features(torch.stack(flat[i : i + chunk])) for i in range(0, len(flat), chunk)]
+        return list(torch.cat(feats).split([len(p.segment_rows) for p in pairs]))
+
+    @torch.no_grad()
+    def update(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None = None,
+        video_fps: float | Sequence[float] | None = None,
+    ) -> None:
+        """Score every (audio, video) pair of the batch."""
+        clips = as_clip_list(preds, "preds")
+        videos = as_video_list(target, "target")
+        if len(clips) != len(videos):
+            raise ValueError(
+                f"`preds` has {len(clips)} audio clips and `target` {len(videos)} videos; DeSync needs paired clips"
+            )
+        rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
+        fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(clips), "video_fps")
+        # Validate and preprocess every pair before touching the states, so a bad pair leaves them unchanged.
+        pairs = [self._prepare(c, r, v, f, i) for i, (c, r, v, f) in enumerate(zip(clips, rates, videos, fps))]
+        vfeats = self._video_features(pairs)
+        afeats = self.backbone.audio_features(torch.cat([p.mel for p in pairs])).split([p.mel.shape[0] for p in pairs])
+        w = WINDOW_SEGMENTS
+        windows_v = torch.stack([x for v in vfeats for x in (v[:w], v[-w:])])
+        windows_a = torch.stack([x for a in afeats for x in (a[:w], a[-w:])])
+        logits = self.backbone.sync_logits(windows_v, windows_a).to(self.device)
+        front, back = logits[0::2], logits[1::2]
+        grid = self.backbone.grid
+        self.offset_front.append(offsets_from_logits(front, grid).to(torch.float64))
+        self.offset_back.append(offsets_from_logits(back, grid).to(torch.float64))
+        desync = desync_from_logits(front, back, grid)
+        self.desync.append(desync)
+        self.num_segments.append(torch.tensor([p.num_segments for p in pairs], dtype=torch.int64, device=self.device))
+        if self.keep_logits:
+            self.logits_front.append(front.float())
+            self.logits_back.append(back.float())
+        self.desync_sum += desync.sum()
+        self.n_samples += desync.numel()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Update with the batch and return the batch's mean DeSync (float64), without a reset/recompute cycle."""
+        before = len(self._cat("desync"))
+        self.update(*args, **kwargs)
+        return self._cat("desync")[before:].mean()
+
+    def compute(self) -> Tensor:
+        """Mean DeSync in seconds over all pairs on all ranks (float64 scalar)."""
+        n = float(self.n_samples)
+        if n == 0:
+            raise ValueError("DeSync has no scored pairs; call update() with audio and video first")
+        offset_front, offset_back = self._cat("offset_front"), self._cat("offset_back")
+        self._details = {
+            "desync": self._cat("desync"),
+            "offset_front": offset_front,
+            "offset_back": offset_back,
+            "desync_front": offset_front.abs(),
+            "desync_back": offset_back.abs(),
+            "num_segments": self._cat("num_segments"),
+            "n_samples": int(n),
+        }
+        if self.keep_logits:
+            self._details["logits_front"] = self._cat("logits_front")
+            self._details["logits_back"] = self._cat("logits_back")
+        return self.desync_sum / n

@@ -1,0 +1,212 @@
+"""ImageBindScore (IB-score): cosine between the ImageBind embeddings of a video and of its soundtrack.
+
+Example:
+    >>> import torch
+    >>> from torchmetrics_av import ImageBindScore
+    >>> from torchmetrics_av.backbones import ImageBind
+    >>> tiny = ImageBind(pretrained=False, vision_embed_dim=16, vision_num_blocks=1, vision_num_heads=2,
+    ...                  audio_embed_dim=16, audio_num_blocks=1, audio_num_heads=2, out_embed_dim=8)
+    >>> metric = ImageBindScore(sample_rate=16000, video_fps=8.0, backbone=tiny)
+    >>> audio = torch.zeros(2, 1, 3 * 16000)
+    >>> video = torch.zeros(2, 24, 3, 32, 32, dtype=torch.uint8)
+    >>> metric.update(audio, video)
+    >>> metric.compute().shape, metric.details["cosine"].shape
+    (torch.Size([]), torch.Size([2]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from torchmetrics_av.backbones.imagebind import (
+    AVBENCH_DURATION_SEC,
+    AVBENCH_IB_FPS,
+    ImageBind,
+    imagebind_audio_clips,
+    imagebind_avbench_clips,
+    imagebind_fastvideo_clips,
+)
+from torchmetrics_av.base import BackboneMetric, Protocol, check_protocol, unique_sample_order
+from torchmetrics_av.preprocessing import AudioInput, VideoInput, as_clip_list, as_video_list, frame_rates, sample_rates
+
+# Vision clips per backbone forward: a 2-frame huge-ViT clip needs ~10 MB of activations, so 32 stays well under 1 GB.
+DEFAULT_CLIP_BATCH_SIZE = 32
+
+
+class ImageBindScore(BackboneMetric):
+    r"""IB-score: cosine between ImageBind-huge's vision embedding of a video and audio embedding of its soundtrack.
+
+    Per pair, both sides are cut into clips; every clip is embedded and post-processed (vision: L2 norm; audio: L2
+    norm x 20), the clip embeddings are averaged (not re-normalised) and the score is
+    :math:`\cos(\bar v, \bar a)`, a plain cosine in [-1, 1] (papers often print x100), averaged over pairs.
+
+    Audio (both protocols, ImageBind's own loader): resample to 16 kHz (``torchaudio.functional.resample``), 3 clips
+    of 2 s spread over the whole file (pinned pytorchvideo rule: the last clip ends at the end, clips overlap below
+    6 s), in-place DC removal, Kaldi fbank 128 x 204 of channel 0 (left), ``(x + 4.268) / 9.138``.
+
+    Video (``../shared/golden/imagebind/README.md`` §5 lists every quirk that is reproduced):
+
+    ==========  ===============================================  ====================================================
+    step        ``"fastvideo"`` (stock ImageBind video loader)   ``"av-benchmark"`` (hkchengrex/av-benchmark)
+    ==========  ===============================================  ====================================================
+    frames      5 clips of 2 s over the whole video; first and   ffmpeg ``fps=0.5`` frames in the first
+                last frame of each clip                          ``duration_sec`` (t = 0.96, 2.96, ... s at 25 fps)
+    resize      bilinear short side 224, float, no antialias     bicubic short side 224 on uint8, antialias
+    clips       5 x 3 crops = 15                                 consecutive frame pairs x 3 crops = 9 (at 8 s)
+    ==========  ===============================================  ====================================================
+
+    Both use the CLIP mean/std and left/centre/right (portrait: top/centre/bottom) 224 crops.
+
+    Args:
+        sample_rate: rate (Hz) of the audio given to ``update``; ``update(..., sample_rate=)`` overrides it.
+        video_fps: frame rate of the videos (constant rate assumed); ``update(..., video_fps=)`` overrides it.
+        protocol: ``"fastvideo"`` (default) or ``"av-benchmark"``.
+        backbone: a :class:`~torchmetrics_av.backbones.ImageBind` to share; built on first use otherwise.
+        weights: local ``imagebind_huge.pth`` (CC-BY-NC-SA 4.0), used when ``backbone`` is not given.
+        duration_sec: av-benchmark's ``--audio_length``: ``int(0.5 * duration_sec)`` frames are used and videos must
+            last about that long (av-benchmark drops shorter files; here they raise). Ignored by ``"fastvideo"``.
+        clip_batch_size: most clips per backbone forward (memory bound only; results do not depend on it beyond
+            float32 noise).
+        kwargs: forwarded to :class:`torchmetrics.Metric`.
+
+    Inputs to ``update(preds, target, sample_rate=None, video_fps=None, ids=None)``:
+        - ``preds``: audio ``(B, T)`` / ``(B, C, T)`` or a list of ``(T,)`` / ``(C, T)``; float in [-1, 1] or int16.
+        - ``target``: video ``(B, F, 3, H, W)`` or a list of ``(F, 3, H, W)``; uint8 or float in [0, 1].
+        - ``ids``: optional non-negative int per pair (e.g. dataset indices): a pair whose id was already seen (a
+          repeat that ``DistributedSampler`` pads a rank with) is counted once.
+
+    ``compute()`` returns the mean cosine (float64 scalar, not x100). ``details`` (after ``compute()``):
+    ``{"cosine": (N,) float64 per pair, "sample_id": (N,) int64 (-1 where no ids were given), "n_samples": int,
+    "n_duplicates_dropped": int}``; pairs in rank order (rank 0 first), sorted by id where ids were given.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av.backbones import ImageBind
+        >>> tiny = ImageBind(pretrained=False, vision_embed_dim=16, vision_num_blocks=1, vision_num_heads=2,
+        ...                  audio_embed_dim=16, audio_num_blocks=1, audio_num_heads=2, out_embed_dim=8)
+        >>> metric = ImageBindScore(sample_rate=16000, video_fps=25.0, protocol="av-benchmark", backbone=tiny)
+        >>> metric.update(torch.zeros(1, 8 * 16000), torch.zeros(1, 200, 3, 36, 64, dtype=torch.uint8))
+        >>> metric.compute().dtype
+        torch.float64
+    """
+
+    higher_is_better = True
+    is_differentiable = False
+    full_state_update = False
+    plot_lower_bound = -1.0
+    plot_upper_bound = 1.0
+
+    def __init__(
+        self,
+        sample_rate: int | None = None,
+        video_fps: float | None = None,
+        protocol: Protocol = "fastvideo",
+        backbone: nn.Module | None = None,
+        weights: str | None = None,
+        *,
+        duration_sec: float = AVBENCH_DURATION_SEC,
+        clip_batch_size: int = DEFAULT_CLIP_BATCH_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone=backbone, weights=weights, **kwargs)
+        self.protocol = check_protocol(protocol)
+        if sample_rate is not None:
+            sample_rates(sample_rate, 1, "sample_rate")
+        if video_fps is not None:
+            frame_rates(video_fps, 1)
+        if not isinstance(clip_batch_size, int) or clip_batch_size < 1:
+            raise ValueError(f"`clip_batch_size` must be a positive int, got {clip_batch_size!r}")
+        if int(AVBENCH_IB_FPS * duration_sec) < 2:
+            raise ValueError(f"`duration_sec` must be at least 4 s (two frames at 0.5 fps), got {duration_sec!r}")
+        self.sample_rate = sample_rate
+        self.video_fps = video_fps
+        self.duration_sec = float(duration_sec)
+        self.clip_batch_size = clip_batch_size
+        # Per-pair states only (the mean is taken at compute time), so that `ids` can drop DistributedSampler repeats.
+        self.add_sample_state("cosine")
+        self.add_sample_state("sample_id", dtype=torch.int64)
+
+    def _build_backbone(self) -> nn.Module:
+        return ImageBind(weights=self.weights)
+
+    def _video_clips(self, video: Tensor, fps: float, index: int) -> Tensor:
+        try:
+            if self.protocol == "fastvideo":
+                return imagebind_fastvideo_clips(video, fps)
+            return imagebind_avbench_clips(video, fps, self.duration_sec)
+        except ValueError as err:
+            raise ValueError(f"`target[{index}]`: {err}") from err
+
+    @staticmethod
+    def _audio_clips(wave: Tensor, rate: int, index: int) -> Tensor:
+        try:
+            return imagebind_audio_clips(wave, rate)
+        except ValueError as err:
+            raise ValueError(f"`preds[{index}]`: {err}") from err
+
+    @torch.no_grad()
+    def embed(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None = None,
+        video_fps: float | Sequence[float] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Clip-averaged embeddings of a batch, without touching the metric state.
+
+        Returns:
+            ``(vision (B, D), audio (B, D))`` float32: mean of L2-normalised vision clip embeddings, and mean of audio
+            clip embeddings normalised and scaled by 20.
+        """
+        audio = as_clip_list(preds, "preds")
+        videos = as_video_list(target, "target")
+        if len(audio) != len(videos):
+            raise ValueError(
+                f"`preds` has {len(audio)} audio clips but `target` has {len(videos)} videos; pair them 1:1"
+            )
+        rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(audio), "sample_rate")
+        fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(videos))
+        audio_clips = [self._audio_clips(a, r, i) for i, (a, r) in enumerate(zip(audio, rates))]
+        video_clips = [self._video_clips(v, f, i) for i, (v, f) in enumerate(zip(videos, fps))]
+        bb = self.backbone
+        a_emb = bb.embed_audio(torch.cat(audio_clips), batch_size=self.clip_batch_size)
+        v_emb = bb.embed_vision(torch.cat(video_clips), batch_size=self.clip_batch_size)
+        a_mean = torch.stack([e.mean(dim=0) for e in a_emb.split([c.shape[0] for c in audio_clips])])
+        v_mean = torch.stack([e.mean(dim=0) for e in v_emb.split([c.shape[0] for c in video_clips])])
+        return v_mean, a_mean
+
+    @torch.no_grad()
+    def update(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None = None,
+        video_fps: float | Sequence[float] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        """Add pairs of generated audio (``preds``) and their videos (``target``); see the class docstring."""
+        vision, audio = self.embed(preds, target, sample_rate, video_fps)
+        sample_id = self._ids_tensor(ids, vision.shape[0])
+        # The references take a float32 cosine of the float32 clip means (F.cosine_similarity, eps 1e-8).
+        cos = nn.functional.cosine_similarity(vision, audio, dim=-1).to(self.device, torch.float64)
+        self.cosine.append(cos)
+        self.sample_id.append(sample_id)
+
+    def compute(self) -> Tensor:
+        """Mean cosine over all pairs (float64 scalar), repeats of an id counted once; fills :attr:`details`."""
+        ids = self._cat("sample_id")
+        order = unique_sample_order(ids)
+        if order.numel() == 0:
+            raise ValueError("ImageBindScore has no samples: call update() with at least one audio/video pair first")
+        cosine = self._cat("cosine")[order]
+        self._details = {
+            "cosine": cosine,
+            "sample_id": ids[order],
+            "n_samples": int(order.numel()),
+            "n_duplicates_dropped": int(ids.numel() - order.numel()),
+        }
+        return cosine.mean()
