@@ -335,8 +335,14 @@ class PaSSTMelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(PASST_WIN_LENGTH, periodic=False), persistent=False)
         self.register_buffer("preemphasis", torch.tensor([[[-PASST_PREEMPHASIS, 1.0]]]), persistent=False)
         bank, _ = get_mel_banks(
-            PASST_N_MELS, PASST_N_FFT, float(PASST_SAMPLE_RATE), PASST_FMIN, PASST_FMAX,
-            vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0,
+            PASST_N_MELS,
+            PASST_N_FFT,
+            float(PASST_SAMPLE_RATE),
+            PASST_FMIN,
+            PASST_FMAX,
+            vtln_low=100.0,
+            vtln_high=-500.0,
+            vtln_warp_factor=1.0,
         )
         # Kaldi's bank covers n_fft/2 bins; hear21passt right-pads one zero column for the Nyquist bin.
         self.register_buffer("mel_basis", torch.nn.functional.pad(bank, (0, 1)), persistent=False)
@@ -345,8 +351,15 @@ class PaSSTMelSpectrogram(nn.Module):
         """``(B, T)`` float32 32 kHz audio -> ``(B, 128, frames)`` normalised log-mel."""
         x = torch.nn.functional.conv1d(x.unsqueeze(1), self.preemphasis).squeeze(1)
         spec = torch.stft(
-            x, PASST_N_FFT, hop_length=PASST_HOP, win_length=PASST_WIN_LENGTH, window=self.window,
-            center=True, normalized=False, onesided=True, return_complex=True,
+            x,
+            PASST_N_FFT,
+            hop_length=PASST_HOP,
+            win_length=PASST_WIN_LENGTH,
+            window=self.window,
+            center=True,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
         )
         power = torch.view_as_real(spec).pow(2).sum(dim=-1)
         mel = torch.matmul(self.mel_basis, power.float())
