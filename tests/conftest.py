@@ -17,6 +17,19 @@ GOLDEN_DIR = Path(os.environ.get("TORCHMETRICS_AV_GOLDEN_DIR", REPO.parent / "sh
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect `full_golden` tests (full-size end-to-end runs of ~30 min on CPU) unless asked for.
+
+    Run them with ``TORCHMETRICS_AV_FULL_GOLDEN=1 python -m pytest -m full_golden`` (e.g. on a GPU machine).
+    """
+    if os.environ.get("TORCHMETRICS_AV_FULL_GOLDEN") == "1":
+        return
+    keep = [item for item in items if item.get_closest_marker("full_golden") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("full_golden")])
+        items[:] = keep
+
+
 def golden_path(name: str) -> Path:
     """Folder of golden `name`, or skip the test with the reason when the golden set is absent."""
     path = GOLDEN_DIR / name

@@ -3,7 +3,6 @@ input errors, and end-to-end golden parity (README §4-§5 of ../shared/golden/s
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -394,11 +393,7 @@ def test_golden_desync_av_benchmark(full_model: Synchformer) -> None:  # noqa: F
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("TORCHMETRICS_AV_FULL_GOLDEN") != "1",
-    reason="full end-to-end run (all pairs, both protocols, real encoders) takes ~30 min on 2 CPU cores; "
-    "set TORCHMETRICS_AV_FULL_GOLDEN=1 to run it",
-)
+@pytest.mark.full_golden  # ~30 min on 2 CPU cores: collected only with TORCHMETRICS_AV_FULL_GOLDEN=1 (conftest.py)
 @pytest.mark.parametrize("name", PAIRS)
 @pytest.mark.parametrize("prefix", ["fastvideo", "avbench"])
 def test_golden_desync_end_to_end(full_model: Synchformer, name: str, prefix: str) -> None:  # noqa: F811
