@@ -285,7 +285,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
     avb = DeSync(sample_rate=16000, video_fps=25.0, protocol="av-benchmark", backbone=tiny_backbone())
     with pytest.raises(ValueError, match="duration"):
         avb.update(audio[None], video[None])  # 5 s clip, default duration 8 s
-    assert float(metric.n_samples) == 0 and len(metric.desync) == 0  # failed updates left no partial state
+    assert len(metric.sample_id) == 0 and len(metric.desync) == 0  # failed updates left no partial state
 
 
 def _ddp_desync(rank: int, world: int, seeds: list[int]) -> dict[str, Any]:
@@ -409,3 +409,18 @@ def test_golden_desync_end_to_end(full_model: Synchformer, name: str, prefix: st
         torch.testing.assert_close(
             metric.details[f"logits_{side}"][0], d[f"{prefix}.logits_{side}"], rtol=0, atol=LOGITS_ATOL
         )
+
+
+def test_repeated_ids_are_counted_once() -> None:
+    net = tiny_backbone()
+    audio, video = av_pair(seconds=5.0, seed=41)
+    audio2, video2 = av_pair(seconds=5.0, seed=42)
+    plain = DeSync(sample_rate=16000, video_fps=25.0, backbone=net)
+    plain.update([audio, audio2], [video, video2])
+    with_ids = DeSync(sample_rate=16000, video_fps=25.0, backbone=net)
+    with_ids.update([audio2], [video2], ids=[7])
+    with_ids.update([audio, audio2], [video, video2], ids=[3, 7])  # id 7 repeated (a DistributedSampler pad)
+    assert float(with_ids.compute()) == pytest.approx(float(plain.compute()), abs=1e-12)
+    assert with_ids.details["n_duplicates_dropped"] == 1 and with_ids.details["sample_id"].tolist() == [3, 7]
+    with pytest.raises(ValueError, match="ids"):
+        with_ids.update([audio], [video], ids=[1, 2])

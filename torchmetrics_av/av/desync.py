@@ -20,7 +20,7 @@ from torchmetrics_av.backbones.synchformer import (
     Synchformer,
     segment_audio,
 )
-from torchmetrics_av.base import BackboneMetric, check_protocol
+from torchmetrics_av.base import BackboneMetric, check_protocol, unique_sample_order
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, desync_from_logits, offsets_from_logits
 from torchmetrics_av.preprocessing import (
     UINT8_MAX,
@@ -99,7 +99,8 @@ class DeSync(BackboneMetric):
 
     As output of ``compute``: scalar float64 mean DeSync in seconds. ``details``: per clip ``desync``,
     ``offset_front`` / ``offset_back`` (signed seconds), ``desync_front`` / ``desync_back`` (absolute),
-    ``num_segments``; ``n_samples``; with ``keep_logits=True`` also ``logits_front`` / ``logits_back`` ``(N, 21)``.
+    ``num_segments``; ``n_samples``; ``n_duplicates_dropped`` and ``sample_id`` (repeated ``ids`` counted once,
+    sorted by id); with ``keep_logits=True`` also ``logits_front`` / ``logits_back`` ``(N, 21)``.
 
     Args:
         sample_rate: rate of the audio in Hz (one int or one per clip).
@@ -154,11 +155,10 @@ class DeSync(BackboneMetric):
             raise ValueError(f"`duration` must be a number of seconds >= {MIN_DURATION_S}, got {duration!r}")
         self.sample_rate, self.video_fps, self.duration = sample_rate, video_fps, float(duration)
         self.keep_logits, self.bf16 = keep_logits, bf16
-        self.add_float64_state("desync_sum")
-        self.add_float64_state("n_samples")
         for name in ("desync", "offset_front", "offset_back"):
             self.add_sample_state(name)
         self.add_sample_state("num_segments", dtype=torch.int64)
+        self.add_sample_state("sample_id", dtype=torch.int64)
         if keep_logits:
             self.add_sample_state("logits_front", (NUM_OFFSET_CLASSES,), torch.float32)
             self.add_sample_state("logits_back", (NUM_OFFSET_CLASSES,), torch.float32)
@@ -259,14 +259,20 @@ class DeSync(BackboneMetric):
         target: VideoInput,
         sample_rate: int | Sequence[int] | None = None,
         video_fps: float | Sequence[float] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
     ) -> None:
-        """Score every (audio, video) pair of the batch."""
+        """Score every (audio, video) pair of the batch.
+
+        ``ids`` (optional, one non-negative int per pair, e.g. dataset indices) lets ``compute`` drop the repeats
+        that ``DistributedSampler`` pads ranks with; per-sample details are then sorted by id.
+        """
         clips = as_clip_list(preds, "preds")
         videos = as_video_list(target, "target")
         if len(clips) != len(videos):
             raise ValueError(
                 f"`preds` has {len(clips)} audio clips and `target` {len(videos)} videos; DeSync needs paired clips"
             )
+        sample_id = self._ids_tensor(ids, len(clips))
         rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
         fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(clips), "video_fps")
         # Validate and preprocess every pair before touching the states, so a bad pair leaves them unchanged.
@@ -284,11 +290,10 @@ class DeSync(BackboneMetric):
         desync = desync_from_logits(front, back, grid)
         self.desync.append(desync)
         self.num_segments.append(torch.tensor([p.num_segments for p in pairs], dtype=torch.int64, device=self.device))
+        self.sample_id.append(sample_id)
         if self.keep_logits:
             self.logits_front.append(front.float())
             self.logits_back.append(back.float())
-        self.desync_sum += desync.sum()
-        self.n_samples += desync.numel()
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         """Update with the batch and return the batch's mean DeSync (float64), without a reset/recompute cycle."""
@@ -297,21 +302,25 @@ class DeSync(BackboneMetric):
         return self._cat("desync")[before:].mean()
 
     def compute(self) -> Tensor:
-        """Mean DeSync in seconds over all pairs on all ranks (float64 scalar)."""
-        n = float(self.n_samples)
-        if n == 0:
+        """Mean DeSync in seconds over all pairs on all ranks (float64 scalar), repeats of an id counted once."""
+        ids = self._cat("sample_id")
+        order = unique_sample_order(ids)
+        if order.numel() == 0:
             raise ValueError("DeSync has no scored pairs; call update() with audio and video first")
-        offset_front, offset_back = self._cat("offset_front"), self._cat("offset_back")
+        desync = self._cat("desync")[order]
+        offset_front, offset_back = self._cat("offset_front")[order], self._cat("offset_back")[order]
         self._details = {
-            "desync": self._cat("desync"),
+            "desync": desync,
             "offset_front": offset_front,
             "offset_back": offset_back,
             "desync_front": offset_front.abs(),
             "desync_back": offset_back.abs(),
-            "num_segments": self._cat("num_segments"),
-            "n_samples": int(n),
+            "num_segments": self._cat("num_segments")[order],
+            "n_samples": int(order.numel()),
+            "n_duplicates_dropped": int(ids.numel() - order.numel()),
+            "sample_id": ids[order],
         }
         if self.keep_logits:
-            self._details["logits_front"] = self._cat("logits_front")
-            self._details["logits_back"] = self._cat("logits_back")
-        return self.desync_sum / n
+            self._details["logits_front"] = self._cat("logits_front")[order]
+            self._details["logits_back"] = self._cat("logits_back")[order]
+        return desync.mean()
