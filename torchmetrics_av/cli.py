@@ -1,4 +1,4 @@
-"""The ``torchmetrics-av`` command: evaluate a folder of generated audio or videos, with or without references.
+r"""The ``torchmetrics-av`` command: evaluate a folder of generated audio or videos, with or without references.
 
 Commands:
 
@@ -38,9 +38,16 @@ a missing one is named with its URL. The numbers are those of the Python API on 
 (``--batch-size`` files per ``update`` call; tested). Every file is processed in sorted order: generated files with a
 reference first, then the other generated files, then the other references (FD only).
 
+Rejected samples: when a metric raises ``ValueError`` on a batch (e.g. a video shorter than DeSync's 4.8 s, a
+transcript with no words), its state is restored and the batch is fed one file at a time; the files it still rejects
+are listed under ``files.skipped`` and in the CSV column ``<metric>_error``. A metric picked by default that ends with
+no scored sample is reported as ``null`` with its reason (asked for with ``--metrics``, that is an error, exit 2).
+``--protocol av-benchmark --duration S`` sets av-benchmark's ``--audio_length`` (FD/KL/ImageBind/DeSync window,
+default 8 s).
+
 Examples (shell)::
 
-    torchmetrics-av evaluate --gen samples/ --ref vggsound_test/ --prompts captions.csv --out results.json \\
+    torchmetrics-av evaluate --gen samples/ --ref vggsound_test/ --prompts captions.csv --out results.json \
         --csv per_sample.csv --protocol av-benchmark --weights-dir ~/checkpoints
     torchmetrics-av evaluate --gen speech/ --transcripts transcripts.json --metrics wer,aesthetics
     torchmetrics-av reference --ref vggsound_test/ --out vggsound_fd.pt
@@ -93,22 +100,36 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "whisper": {
         "name": "tiny",
         "dims": {
-            "n_audio_state": 64, "n_audio_head": 2, "n_audio_layer": 1,
-            "n_text_state": 64, "n_text_head": 2, "n_text_layer": 1,
+            "n_audio_state": 64,
+            "n_audio_head": 2,
+            "n_audio_layer": 1,
+            "n_text_state": 64,
+            "n_text_head": 2,
+            "n_text_layer": 1,
         },
         "sample_len": 4,
-    },  # fmt: skip
+    },
     "audiobox": {
         "encoder_config": {
-            "encoder_layers": 1, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 32, "encoder_attention_heads": 2,
-            "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2", "conv_pos": 4, "conv_pos_groups": 2,
+            "encoder_layers": 1,
+            "encoder_embed_dim": 32,
+            "encoder_ffn_embed_dim": 32,
+            "encoder_attention_heads": 2,
+            "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2",
+            "conv_pos": 4,
+            "conv_pos_groups": 2,
         },
         "model_config": {"nth_layer": 2},
-    },  # fmt: skip
+    },
     "imagebind": {
-        "vision_embed_dim": 16, "vision_num_blocks": 1, "vision_num_heads": 2,
-        "audio_embed_dim": 16, "audio_num_blocks": 1, "audio_num_heads": 2, "out_embed_dim": 8,
-    },  # fmt: skip
+        "vision_embed_dim": 16,
+        "vision_num_blocks": 1,
+        "vision_num_heads": 2,
+        "audio_embed_dim": 16,
+        "audio_num_blocks": 1,
+        "audio_num_heads": 2,
+        "out_embed_dim": 8,
+    },
     "synchformer": {"embed_dim": 16, "depth": 1, "num_heads": 2, "sync_depth": 1, "sync_heads": 2},
 }
 # Seed of every random backbone, so that a test can build the same weights.
@@ -249,6 +270,16 @@ def _progress(total: int, desc: str) -> Callable[[int], None]:
         return lambda n: None
     bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
     return bar.update
+
+
+def _tick(bar: Callable[[int], Any]) -> Callable[[Any], Any]:
+    """Identity that advances ``bar`` by one file."""
+
+    def tick(x: Any) -> Any:
+        bar(1)
+        return x
+
+    return tick
 
 
 def batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -469,20 +500,28 @@ METRIC_BACKBONE = {
     "imagebind": "imagebind",
     "desync": "synchformer",
 }
-# Where the official checkpoint of each backbone lives (for the error message of a failed load).
-_WEIGHTS_HINT = {
-    "passt": "passt-s-f128-p16-s10-ap.476-swa.pt",
-    "clap": "clap-htsat-fused/ (fastvideo) or music_speech_audioset_epoch_15_esc_89.98.pt (av-benchmark)",
-    "whisper": "the Whisper checkpoint (e.g. base.pt)",
-    "audiobox": "audiobox-aesthetics/ (config.json + model.safetensors)",
-    "imagebind": "imagebind_huge.pth",
-    "synchformer": "synchformer_state_dict.pth",
-}
+
+
+def _weights_hint(kind: str, args: argparse.Namespace) -> str:
+    """What ``--weights-dir`` must hold for backbone ``kind`` (for error messages)."""
+    if kind == "clap":
+        if args.protocol == "fastvideo":
+            return "the folder clap-htsat-fused/ (config.json, model.safetensors, tokenizer files)"
+        return "music_speech_audioset_epoch_15_esc_89.98.pt (and the tokenizer folder roberta-base/)"
+    if kind == "whisper":
+        return f"{args.whisper_model}.pt"
+    return {
+        "passt": "passt-s-f128-p16-s10-ap.476-swa.pt",
+        "audiobox": "the folder audiobox-aesthetics/ (config.json, model.safetensors)",
+        "imagebind": "imagebind_huge.pth",
+        "synchformer": "synchformer_state_dict.pth",
+    }[kind]
 
 
 def build_backbone(kind: str, args: argparse.Namespace) -> nn.Module:
     """One backbone (``"passt"``, ``"clap"``, ``"whisper"``, ``"audiobox"``, ``"imagebind"``, ``"synchformer"``)
-    on ``--device``: random with ``--random-weights``, else the official checkpoint."""
+    on ``--device``: random with ``--random-weights``, else the official checkpoint.
+    """
     from torchmetrics_av.weights import WeightsNotFoundError
 
     if args.random_weights:
@@ -490,7 +529,7 @@ def build_backbone(kind: str, args: argparse.Namespace) -> nn.Module:
     try:
         return _pretrained_backbone(kind, args).to(args.device)
     except WeightsNotFoundError as err:
-        raise CLIError(f"{err}\nOr pass --weights-dir DIR with {_WEIGHTS_HINT[kind]} inside.") from err
+        raise CLIError(f"{err}\nOr pass --weights-dir DIR with {_weights_hint(kind, args)} inside.") from err
 
 
 def build_passt(args: argparse.Namespace) -> Any:
@@ -565,6 +604,22 @@ class Evaluation:
     """State of one ``evaluate`` run: the metrics, which stems each has scored, and what each rejected."""
 
     def __init__(self, args: argparse.Namespace, wanted: list[str]) -> None:
+        self.args = args
+        # One backbone per model, shared by the metrics that use it (FD and KL: one PaSST and one forward per clip).
+        self.backbones: dict[str, nn.Module] = {}
+        for kind in dict.fromkeys(METRIC_BACKBONE[m] for m in wanted):
+            self.backbones[kind] = build_backbone(kind, args)
+        self.metrics: dict[str, Any] = {}
+        for name in wanted:
+            try:
+                self.metrics[name] = self._metric(name, self.backbones[METRIC_BACKBONE[name]]).to(args.device)
+            except ValueError as err:
+                raise CLIError(f"{name}: {err}") from err
+        self.fed: dict[str, list[str]] = {name: [] for name in wanted}
+        self.skipped: dict[str, list[dict[str, str]]] = {name: [] for name in wanted}
+
+    def _metric(self, name: str, bb: nn.Module) -> Any:
+        """The metric ``name`` on backbone ``bb``, configured from the command line."""
         from torchmetrics_av import (
             AudioboxAesthetics,
             CLAPScore,
@@ -574,40 +629,30 @@ class Evaluation:
             SpeechWordErrorRate,
         )
 
-        self.args = args
-        self.backbones: dict[str, nn.Module] = {}
-        for kind in dict.fromkeys(METRIC_BACKBONE[m] for m in wanted):
-            self.backbones[kind] = build_backbone(kind, args)
+        args = self.args
         av = args.protocol == "av-benchmark"
-        pt = {"protocol": args.protocol}
-        self.metrics: dict[str, Any] = {}
-        for name in wanted:
-            bb = self.backbones[METRIC_BACKBONE[name]]
-            if name == "fd_passt":
-                m = FrechetAudioDistance(**pt, backbone=bb, batch_size=args.batch_size, audio_length=args.duration)
-                if args.ref_stats:
-                    try:
-                        m.load_reference_stats(args.ref_stats)
-                    except (ValueError, OSError) as err:
-                        raise CLIError(f"--ref-stats {args.ref_stats}: {err}") from err
-            elif name == "kl_passt":
-                m = PaSSTKLDivergence(**pt, backbone=bb, batch_size=args.batch_size, audio_length=args.duration)
-            elif name == "clap":
-                m = CLAPScore(**pt, backbone=bb, batch_size=args.batch_size)
-            elif name == "wer":
-                m = SpeechWordErrorRate(**pt, backbone=bb)
-            elif name == "aesthetics":
-                m = AudioboxAesthetics(**pt, backbone=bb)
-            elif name == "imagebind":
-                extra = {"duration_sec": args.duration} if av and args.duration is not None else {}
-                m = ImageBindScore(**pt, backbone=bb, **extra)
-            else:
-                from torchmetrics_av.av.desync import DeSync
+        pt = {"protocol": args.protocol, "backbone": bb}
+        if name == "fd_passt":
+            fd = FrechetAudioDistance(**pt, batch_size=args.batch_size, audio_length=args.duration)
+            if args.ref_stats:
+                try:
+                    fd.load_reference_stats(args.ref_stats)
+                except (ValueError, OSError) as err:
+                    raise CLIError(f"--ref-stats {args.ref_stats}: {err}") from err
+            return fd
+        if name == "kl_passt":
+            return PaSSTKLDivergence(**pt, batch_size=args.batch_size, audio_length=args.duration)
+        if name == "clap":
+            return CLAPScore(**pt, batch_size=args.batch_size)
+        if name == "wer":
+            return SpeechWordErrorRate(**pt)
+        if name == "aesthetics":
+            return AudioboxAesthetics(**pt)
+        if name == "imagebind":
+            return ImageBindScore(**pt, **({"duration_sec": args.duration} if av and args.duration is not None else {}))
+        from torchmetrics_av.av.desync import DeSync
 
-                m = DeSync(**pt, backbone=bb, duration=args.duration if av else None)
-            self.metrics[name] = m.to(args.device)
-        self.fed: dict[str, list[str]] = {name: [] for name in wanted}
-        self.skipped: dict[str, list[dict[str, str]]] = {name: [] for name in wanted}
+        return DeSync(**pt, duration=args.duration if av else None)
 
     def update(self, name: str, stems: Sequence[str], call: Callable[[list[int]], None]) -> None:
         """``call(indices)`` updates metric ``name`` with those samples of ``stems``.
@@ -722,13 +767,25 @@ class Evaluation:
             try:
                 value = metric.compute()
             except (ValueError, RuntimeError) as err:
-                raise CLIError(f"{name}: {err}") from err
+                if self.args.metrics != "auto":
+                    raise CLIError(f"{name}: {err}") from err
+                # A metric picked by default that no sample could feed (e.g. DeSync on clips < 4.8 s) is reported as
+                # null with its reason instead of failing the others.
+                values[name] = None
+                reason = str(err)
+                if self.skipped[name]:
+                    first = self.skipped[name][0]
+                    reason += f" ({len(self.skipped[name])} rejected, e.g. {first['stem']}: {first['error']})"
+                details[name] = {"error": reason, "n_skipped_by_cli": len(self.skipped[name])}
+                for skip in self.skipped[name]:
+                    per.setdefault(skip["stem"], {})[f"{name}_error"] = skip["error"]
+                continue
             values[name] = {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
             d = metric.details
             details[name] = {k: _json_value(v) for k, v in d.items() if not _is_per_sample(v)}
             details[name]["n_skipped_by_cli"] = len(self.skipped[name])
-            fed = self.fed[name]
-            rows: list[dict[str, Any]] = [per.setdefault(s, {}) for s in fed]
+            # FD has no per-sample values (and its `fed` also lists reference-only stems).
+            rows: list[dict[str, Any]] = [] if name == "fd_passt" else [per.setdefault(s, {}) for s in self.fed[name]]
             if name == "kl_passt":
                 kept = d["pair_kept"].tolist()
                 soft, sig = iter(d["kl_softmax"].tolist()), iter(d["kl_sigmoid"].tolist())
@@ -815,7 +872,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     # Paired stems first (KL needs both sides in one call), then the other generated files, each in sorted order.
     bar = _progress(len(inv.gen), "evaluate")
     for group in (inv.paired, inv.unmatched_gen):
-        items = (it for it in _bounded_map(load_item, group, args.num_workers) if not bar(1) and it is not None)
+        items = (it for it in map(_tick(bar), _bounded_map(load_item, group, args.num_workers)) if it is not None)
         for batch in batches(items, args.batch_size):
             rates["gen"].update(it.gen.sample_rate for it in batch)
             rates["ref"].update(it.ref.sample_rate for it in batch if it.ref is not None)
@@ -833,8 +890,6 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     target=[b[i].audio for i in idx], target_sample_rate=[b[i].sample_rate for i in idx]
                 ),
             )
-    # fd_passt's `fed` also lists reference-only stems: keep per-sample rows to generated stems.
-    ev.fed["fd_passt"] = [] if "fd_passt" in ev.fed else []
     values, details, per_sample = ev.compute()
     inv.broken.sort(key=lambda b: b["file"])
     broken_files = {b["file"]: b["error"] for b in inv.broken}
@@ -853,9 +908,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "torch_version": torch.__version__,
             "protocol": args.protocol,
             "duration_s": args.duration,
-            "backbones": {
-                type(bb).__name__: getattr(bb, "checkpoint_id", "unknown") for bb in ev.backbones.values()
-            },
+            "backbones": {type(bb).__name__: getattr(bb, "checkpoint_id", "unknown") for bb in ev.backbones.values()},
             "random_weights": args.random_weights or False,
             "sample_rates": {k: sorted(v) for k, v in rates.items()},
             "video_fps": sorted(fps),
@@ -874,7 +927,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "n_ref": len(inv.ref),
             "n_paired": len(inv.paired),
             "n_scored": {name: len(ev.fed[name]) for name in wanted if name != "fd_passt"},
-            "unmatched_gen": inv.unmatched_gen,
+            "unmatched_gen": inv.unmatched_gen if inv.ref else [],
             "unmatched_ref": inv.unmatched_ref,
             "without_prompt": sorted(set(inv.gen) - set(prompts)) if "clap" in wanted else [],
             "unused_prompts": sorted(set(prompts) - set(inv.gen)),
@@ -890,7 +943,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_outputs(doc: dict[str, Any], out: Path, csv_path: Path | None) -> None:
     """Write the JSON document and the per-sample CSV (one row per generated stem)."""
-    out.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    out.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
     if csv_path is not None:
         columns = ["file", *sorted({k for row in doc["per_sample"].values() for k in row} - {"file"})]
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
@@ -922,7 +975,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
             return None
 
     bar = _progress(len(files), "reference")
-    loaded = (c for c in _bounded_map(load, sorted(files), args.num_workers) if not bar(1) and c is not None)
+    loaded = (c for c in map(_tick(bar), _bounded_map(load, sorted(files), args.num_workers)) if c is not None)
     for batch in batches(loaded, args.batch_size):
         fd.update(target=[c.audio for c in batch], target_sample_rate=[c.sample_rate for c in batch])
     try:
@@ -1013,12 +1066,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             summary = run_reference(args)
             files = summary
-    except (CLIError, WeightsNotFoundError) as err:
+    except CLIError as err:
         print(f"torchmetrics-av: error: {err}", file=sys.stderr)
+        return 2
+    except WeightsNotFoundError as err:  # e.g. a tokenizer loaded on first use
+        print(f"torchmetrics-av: error: {err}\nWith the CLI, put the files in --weights-dir DIR.", file=sys.stderr)
         return 2
     if args.random_weights:
         print("!! RANDOM WEIGHTS: these numbers are not the metrics", file=sys.stderr)
     _warn(files)
+    if args.command == "evaluate":
+        for name, value in summary.items():
+            if value is None:
+                print(f"warning: {name} could not be computed: {doc['details'][name]['error']}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0
 
