@@ -26,20 +26,28 @@ def test_passt_example_runs():
     assert "RANDOM WEIGHTS" in out.stdout and "FD_PaSST=" in out.stdout
 
 
+def test_lightning_example_runs():
+    out = _run(sys.executable, "examples/lightning_validation.py", "--tiny", "--n", "3", "--no-desync")
+    assert "RANDOM WEIGHTS" in out.stdout
+    logged = dict(line.split("=", 1) for line in out.stdout.splitlines() if line.startswith("val/"))
+    assert set(logged) == {"val/fd_passt", "val/kl_passt", "val/clap", "val/wer", "val/ib_score"} | {
+        f"val/audiobox_{axis}" for axis in ("CE", "CU", "PC", "PQ")
+    }
+    assert all(math.isfinite(float(v)) for v in logged.values())
+
+
 @pytest.mark.ddp
 def test_lightning_two_processes_equal_one(monkeypatch):
     # The spawned ranks unpickle the LightningModule, so its module must stay importable while they start.
     monkeypatch.syspath_prepend(str(REPO / "examples"))
-    from lightning_validation import desync_available, validate
+    from lightning_validation import validate
 
     # 5 samples on 2 ranks: DistributedSampler gives rank 1 a repeat of sample 0; the ids make both runs equal.
     kw = dict(n=5, batch_size=2)
     single = validate(devices=1, **kw)
     double = validate(devices=2, **kw)
-    expected = {"val/fd_passt", "val/kl_passt", "val/clap", "val/wer", "val/ib_score"}
+    expected = {"val/fd_passt", "val/kl_passt", "val/clap", "val/wer", "val/ib_score", "val/desync"}
     expected |= {f"val/audiobox_{axis}" for axis in ("CE", "CU", "PC", "PQ")}
-    if desync_available():
-        expected.add("val/desync")
     assert set(single) == set(double) == expected
     for key, value in single.items():
         assert math.isfinite(value), key

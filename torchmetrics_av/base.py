@@ -35,9 +35,18 @@ def check_protocol(protocol: str) -> str:
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Put ``module`` in eval mode with ``requires_grad=False`` everywhere (metrics never train their backbone)."""
+    """Put ``module`` in eval mode with ``requires_grad=False`` everywhere (metrics never train their backbone).
+
+    Also detaches tensors that modules cache as plain attributes with an autograd history (``weight_norm`` computes
+    its ``weight`` when the model is built): such a backbone could not be pickled by ``ddp_spawn`` or deep-copied by
+    ``Metric.clone()``. Values are unchanged.
+    """
     module.eval()
     module.requires_grad_(False)
+    for sub in module.modules():
+        for name, value in list(vars(sub).items()):
+            if isinstance(value, Tensor) and not isinstance(value, nn.Parameter) and value.grad_fn is not None:
+                setattr(sub, name, value.detach())
     return module
 
 

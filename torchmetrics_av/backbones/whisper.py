@@ -41,6 +41,8 @@ WHISPER_LICENSE = "MIT"
 DEFAULT_BATCH_SIZE = 16
 
 # ModelDimensions of the official checkpoints (the "dims" entry of each .pt file; reference/packages.md §2.2), so that
+# Scale of the random decoder positional embedding of `pretrained=False` models (the usual transformer init scale).
+RANDOM_POS_EMBED_STD = 0.02
 # `pretrained=False` builds the exact architecture without a download. Multilingual vocab 51865, English-only 51864,
 # large-v3/turbo 51866 with 128 mel bins.
 _AUDIO_CTX, _TEXT_CTX = 1500, 448
@@ -195,6 +197,10 @@ class Whisper(nn.Module):
             if name not in OFFICIAL_DIMS:
                 raise ValueError(f"`name` must be one of {sorted(OFFICIAL_DIMS)}, got {name!r}")
             self.model = whisper.model.Whisper(ModelDimensions(**{**OFFICIAL_DIMS[name], **dict(dims or {})}))
+            # openai-whisper leaves the decoder's positional embedding as torch.empty (a checkpoint always fills it):
+            # draw it from torch's RNG like every other random weight, so a seeded random model is reproducible.
+            with torch.no_grad():
+                self.model.decoder.positional_embedding.normal_(0.0, RANDOM_POS_EMBED_STD)
         self.eval()
 
     # ----------------------------------------------------------------------------------------------------------------
