@@ -47,8 +47,8 @@ class FrechetAudioDistance(BackboneMetric):
 
     Moments are float64 sums (``np.cov``'s unbiased N−1 covariance); the mean term is float64 where the references
     use float32 (≤ 3.3e-6 absolute on the goldens). ``method="eigh"`` (default) computes the matrix square-root trace
-    with two symmetric eigendecompositions, ``"scipy"`` with the references' ``scipy.linalg.sqrtm``; they agree to
-    ≤ 1e-6 relative. Rows with NaN/Inf embeddings are dropped and counted.
+    from a Cholesky factor and one symmetric eigenvalue solve, ``"scipy"`` with the references'
+    ``scipy.linalg.sqrtm``; they agree to ≤ 1e-6 relative. Rows with NaN/Inf embeddings are dropped and counted.
 
     As input to ``update``: ``preds`` / ``target``: ``(B, T)`` or ``(B, C, T)`` audio tensors or lists of ``(T,)`` /
     ``(C, T)`` clips, float in [-1, 1] or int16; ``sample_rate`` / ``target_sample_rate``: Hz, one int or one per clip.

@@ -10,10 +10,11 @@ Eps policy (``eps_policy``): ``"always"`` adds ``eps*I`` to both covariances (Fa
 only when the square root is not finite (av-benchmark); ``"never"``.
 
 Trace-sqrt method (``method``): ``"eigh"`` (default) computes ``tr sqrt(S1 S2)`` as the sum of square roots of the
-eigenvalues of the symmetric PSD matrix ``sqrt(S1) S2 sqrt(S1)`` (two symmetric eigendecompositions, float64; never
-complex, never non-finite for PSD inputs); ``"scipy"`` is the references' ``scipy.linalg.sqrtm(S1 @ S2)`` with their
-imaginary-part check (≤ 1e-3 on the diagonal, else ``ValueError`` where av-benchmark would return −1). The two agree
-to ≤ 1e-6 relative on the golden sets; ``"eigh"`` is ≥ 5× faster at D = 768 (see benchmarks/bench_fad.py).
+eigenvalues of the symmetric PSD matrix ``Lᵀ S2 L`` with ``S1 = L Lᵀ`` (a Cholesky factor and one eigenvalues-only
+symmetric solve in float64; ``S1^1/2`` from ``eigh`` when ``S1`` is singular; never complex); ``"scipy"`` is the
+references' ``scipy.linalg.sqrtm(S1 @ S2)`` with their imaginary-part check (≤ 1e-3 on the diagonal, else
+``ValueError`` where av-benchmark would return −1). The two agree to ≤ 1e-6 relative on the golden sets; see
+benchmarks/bench_fad.py for the speed ratio.
 
 Example:
     >>> import torch
@@ -60,13 +61,19 @@ def gaussian_from_sums(feature_sum: Tensor, outer_sum: Tensor, n: Tensor | int) 
 
 
 def _trace_sqrt_eigh(sigma1: Tensor, sigma2: Tensor) -> Tensor:
-    # tr sqrt(S1 S2) = tr sqrt(S1^1/2 S2 S1^1/2), whose argument is symmetric PSD: two eigh calls instead of a Schur
-    # sqrtm, and no complex round-off. S1's round-off null space is kept (not truncated) on purpose: with N < D the
-    # references' sqrtm also sums sqrt(round-off eigenvalues) (~1e-5 in total on the rank-deficient golden set), and
-    # truncating would move this path *away* from them by ~4e-5. FD without eps on N < D is only defined to ~1e-5.
-    w, v = torch.linalg.eigh((sigma1 + sigma1.T) / 2)
-    root1 = (v * w.clamp(min=0).sqrt()) @ v.T
-    m = root1 @ sigma2 @ root1
+    # tr sqrt(S1 S2) = sum sqrt(eig(S1 S2)), and S1 S2 is similar to a symmetric PSD matrix: with S1 = L Lᵀ
+    # (Cholesky) it is Lᵀ S2 L, so one Cholesky and one eigenvalues-only symmetric solve suffice (no Schur sqrtm, no
+    # complex round-off). A singular S1 (N <= D without eps) has no Cholesky factor; then S1^1/2 from eigh is used and
+    # S1's round-off null space is kept on purpose: the references' sqrtm also sums sqrt(round-off eigenvalues) (~1e-5
+    # in total on the rank-deficient golden set), and truncating it would move this path away from them by ~4e-5.
+    s1 = (sigma1 + sigma1.T) / 2
+    factor, info = torch.linalg.cholesky_ex(s1)
+    if int(info) == 0:
+        m = factor.T @ sigma2 @ factor
+    else:
+        w, v = torch.linalg.eigh(s1)
+        root1 = (v * w.clamp(min=0).sqrt()) @ v.T
+        m = root1 @ sigma2 @ root1
     ev = torch.linalg.eigvalsh((m + m.T) / 2)
     return ev.clamp(min=0).sqrt().sum()
 
