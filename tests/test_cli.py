@@ -376,7 +376,7 @@ def test_av_benchmark_protocol_and_duration(av_folders, tmp_path, capsys):
     clap = CLAPScore(protocol="av-benchmark", backbone=random_backbone("clap", "tiny", "av-benchmark"))
     clap.update([a0, v0], ["rain, on a roof", "a dog barks"], sample_rate=[sr_a0, sr_v0])
     clap.update([a1], ["a violin"], sample_rate=[sr_a1])
-    ib = ImageBindScore(protocol="av-benchmark", backbone=random_backbone("imagebind", "tiny", ""), duration_sec=4.8)
+    ib = ImageBindScore(protocol="av-benchmark", backbone=random_backbone("imagebind", "tiny", ""), duration=4.8)
     ib.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
     ib.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
     m = doc["metrics"]

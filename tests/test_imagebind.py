@@ -372,7 +372,7 @@ def test_metric_reproduces_golden_scores(golden, protocol):
         # int16 audio and the tensor (B, F, C, H, W) form go through the public input conversions.
         pcm = golden["inputs"][pair]["audio_pcm_int16"]
         metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol=protocol, backbone=stub,
-                                duration_sec=p["duration"])  # fmt: skip
+                                duration=p["duration"])  # fmt: skip
         metric.update(pcm.unsqueeze(0), p["frames"].unsqueeze(0))
         score = metric.compute()
         assert abs(float(score) - golden["outputs"][pair][key]["ib_score"]) <= SCORE_ATOL
@@ -404,7 +404,7 @@ def test_metric_mixed_batch_matches_golden_per_sample(golden):
 def test_metric_is_independent_of_batch_composition(protocol):
     net = _small()
     audio, video, rates, fps = _synthetic_pairs(3)
-    kw = dict(protocol=protocol, backbone=net, duration_sec=4.0)
+    kw = dict(protocol=protocol, backbone=net, duration=4.0)
     together = ImageBindScore(clip_batch_size=64, **kw)
     together.update(audio, video, sample_rate=rates, video_fps=fps)
     apart = ImageBindScore(clip_batch_size=1, **kw)
@@ -439,7 +439,7 @@ def _ddp_run(rank: int, world: int) -> dict[str, tuple[float, torch.Tensor, int]
     shard = slice(2 * rank, 2 * rank + 2) if world > 1 else slice(None)
     out = {}
     for protocol in ("fastvideo", "av-benchmark"):
-        metric = ImageBindScore(protocol=protocol, backbone=net, duration_sec=4.0)
+        metric = ImageBindScore(protocol=protocol, backbone=net, duration=4.0)
         metric.update(audio[shard], video[shard], sample_rate=rates[shard], video_fps=fps[shard])
         value = metric.compute()
         out[protocol] = (float(value), metric.details["cosine"].clone(), metric.details["n_samples"])
@@ -515,10 +515,10 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="sample_rate"):
         ImageBindScore(video_fps=25.0, backbone=net).update(audio, video)
     av = ImageBindScore(sample_rate=16000, video_fps=25.0, protocol="av-benchmark", backbone=net)
-    with pytest.raises(ValueError, match=r"target\[0\].*too short.*duration_sec"):
+    with pytest.raises(ValueError, match=r"target\[0\].*too short.*duration"):
         av.update(audio, video)  # 5 s of video, 8 s needed
-    with pytest.raises(ValueError, match="duration_sec"):
-        ImageBindScore(protocol="av-benchmark", duration_sec=3.0)
+    with pytest.raises(ValueError, match="duration"):
+        ImageBindScore(protocol="av-benchmark", duration=3.0)
     with pytest.raises(ValueError, match="protocol"):
         ImageBindScore(protocol="avbench")
     with pytest.raises(ValueError, match="no samples"):
@@ -621,7 +621,7 @@ def test_full_size_avbench_score_end_to_end(golden, imagebind_huge):
     p = _pair(golden, "v1")
     ref = golden["outputs"]["v1"]
     metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol="av-benchmark", backbone=imagebind_huge,
-                            duration_sec=p["duration"])  # fmt: skip
+                            duration=p["duration"])  # fmt: skip
     recorded = []
     embed = metric.embed
 

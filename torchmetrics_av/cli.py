@@ -649,7 +649,7 @@ class Evaluation:
         if name == "aesthetics":
             return AudioboxAesthetics(**pt)
         if name == "imagebind":
-            return ImageBindScore(**pt, **({"duration_sec": args.duration} if av and args.duration is not None else {}))
+            return ImageBindScore(**pt, **({"duration": args.duration} if av and args.duration is not None else {}))
         from torchmetrics_av.av.desync import DeSync
 
         return DeSync(**pt, duration=args.duration if av else None)
@@ -766,7 +766,7 @@ class Evaluation:
         for name, metric in self.metrics.items():
             try:
                 value = metric.compute()
-            except (ValueError, RuntimeError) as err:
+            except ValueError as err:
                 if self.args.metrics != "auto":
                     raise CLIError(f"{name}: {err}") from err
                 # A metric picked by default that no sample could feed (e.g. DeSync on clips < 4.8 s) is reported as

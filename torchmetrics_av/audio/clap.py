@@ -191,7 +191,7 @@ class CLAPScore(BackboneMetric):
         """Mean cosine over scored clips (float64 scalar), repeats of an id counted once; fills :attr:`details`.
 
         Raises:
-            RuntimeError: no clip was scored (no ``update`` yet, or every clip was silent under "fastvideo").
+            ValueError: no clip was scored (no ``update`` yet, or every clip was silent under "fastvideo").
         """
         ids = self._cat("sample_id")
         order = unique_sample_order(ids)
@@ -210,7 +210,7 @@ class CLAPScore(BackboneMetric):
             "protocol": self.protocol,
         }
         if n_scored == 0:
-            raise RuntimeError(
+            raise ValueError(
                 f"CLAPScore has no scored clip ({n_skipped} silent clips skipped); call update() with non-silent audio"
             )
         return cosine.sum() / n_scored

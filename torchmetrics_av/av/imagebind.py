@@ -54,7 +54,7 @@ class ImageBindScore(BackboneMetric):
     step        ``"fastvideo"`` (stock ImageBind video loader)   ``"av-benchmark"`` (hkchengrex/av-benchmark)
     ==========  ===============================================  ====================================================
     frames      5 clips of 2 s over the whole video; first and   ffmpeg ``fps=0.5`` frames in the first
-                last frame of each clip                          ``duration_sec`` (t = 0.96, 2.96, ... s at 25 fps)
+                last frame of each clip                          ``duration`` (t = 0.96, 2.96, ... s at 25 fps)
     resize      bilinear short side 224, float, no antialias     bicubic short side 224 on uint8, antialias
     clips       5 x 3 crops = 15                                 consecutive frame pairs x 3 crops = 9 (at 8 s)
     ==========  ===============================================  ====================================================
@@ -67,8 +67,9 @@ class ImageBindScore(BackboneMetric):
         protocol: ``"fastvideo"`` (default) or ``"av-benchmark"``.
         backbone: a :class:`~torchmetrics_av.backbones.ImageBind` to share; built on first use otherwise.
         weights: local ``imagebind_huge.pth`` (CC-BY-NC-SA 4.0), used when ``backbone`` is not given.
-        duration_sec: av-benchmark's ``--audio_length``: ``int(0.5 * duration_sec)`` frames are used and videos must
-            last about that long (av-benchmark drops shorter files; here they raise). Ignored by ``"fastvideo"``.
+        duration: av-benchmark's ``--audio_length`` in seconds (as in ``DeSync``): ``int(0.5 * duration)`` frames are
+            used and videos must last about that long (av-benchmark drops shorter files; here they raise). Ignored by
+            ``"fastvideo"``.
         clip_batch_size: most clips per backbone forward (memory bound only; results do not depend on it beyond
             float32 noise).
         kwargs: forwarded to :class:`torchmetrics.Metric`.
@@ -108,7 +109,7 @@ class ImageBindScore(BackboneMetric):
         backbone: nn.Module | None = None,
         weights: str | None = None,
         *,
-        duration_sec: float = AVBENCH_DURATION_SEC,
+        duration: float = AVBENCH_DURATION_SEC,
         clip_batch_size: int = DEFAULT_CLIP_BATCH_SIZE,
         **kwargs: Any,
     ) -> None:
@@ -120,11 +121,11 @@ class ImageBindScore(BackboneMetric):
             frame_rates(video_fps, 1)
         if not isinstance(clip_batch_size, int) or clip_batch_size < 1:
             raise ValueError(f"`clip_batch_size` must be a positive int, got {clip_batch_size!r}")
-        if int(AVBENCH_IB_FPS * duration_sec) < 2:
-            raise ValueError(f"`duration_sec` must be at least 4 s (two frames at 0.5 fps), got {duration_sec!r}")
+        if int(AVBENCH_IB_FPS * duration) < 2:
+            raise ValueError(f"`duration` must be at least 4 s (two frames at 0.5 fps), got {duration!r}")
         self.sample_rate = sample_rate
         self.video_fps = video_fps
-        self.duration_sec = float(duration_sec)
+        self.duration = float(duration)
         self.clip_batch_size = clip_batch_size
         # Per-pair states only (the mean is taken at compute time), so that `ids` can drop DistributedSampler repeats.
         self.add_sample_state("cosine")
@@ -137,7 +138,7 @@ class ImageBindScore(BackboneMetric):
         try:
             if self.protocol == "fastvideo":
                 return imagebind_fastvideo_clips(video, fps)
-            return imagebind_avbench_clips(video, fps, self.duration_sec)
+            return imagebind_avbench_clips(video, fps, self.duration)
         except ValueError as err:
             raise ValueError(f"`target[{index}]`: {err}") from err
 

@@ -772,7 +772,7 @@ def avbench_frame_indices(num_frames: int, fps: float, duration_sec: float = AVB
         raise ValueError(
             f"video too short for protocol 'av-benchmark': {num_frames} frames at {fps} fps "
             f"({num_frames / fps:.3f} s) but duration_sec={duration_sec} needs {count} frames at 0.5 fps and "
-            f"{need_sync} at 25 fps (av-benchmark drops such files); lower `duration_sec` or pass longer videos"
+            f"{need_sync} at 25 fps (av-benchmark drops such files); lower `duration` or pass longer videos"
         )
     return ib_frames[:count].tolist()
 
