@@ -602,8 +602,8 @@ def test_full_size_audio_embeddings(golden, imagebind_huge, pair):
 
 @pytest.mark.slow
 def test_full_size_vision_fastvideo_clips(golden, imagebind_huge):
-    """One of the 15 fastvideo clips of v2 (a 15-clip huge forward takes minutes on 2 CPU cores); the metric's use of
-    all 15 is checked against the golden clip embeddings in test_metric_reproduces_golden_scores."""
+    """Head outputs and embedding of one of the 15 fastvideo clips of v2 (the last, right crop); all 15 clips of v1
+    go through the metric in test_full_size_fastvideo_score_end_to_end."""
     p = _pair(golden, "v2")
     ref = golden["outputs"]["v2"]["fastvideo"]
     pick = [14]  # the last temporal clip (frames 150, 199), right crop
@@ -636,3 +636,24 @@ def test_full_size_avbench_score_end_to_end(golden, imagebind_huge):
     torch.testing.assert_close(audio[0], ref["avbench"]["audio_emb"], atol=AUDIO_EMB_ATOL, rtol=0)
     assert abs(float(metric.compute()) - ref["avbench"]["ib_score"]) <= SCORE_ATOL
     assert abs(float(metric.details["cosine"][0]) - 0.0231255423) <= SCORE_ATOL  # README §4 table
+
+
+@pytest.mark.slow
+def test_full_size_fastvideo_score_end_to_end(golden, imagebind_huge):
+    """fastvideo protocol on v1 through the public metric and the huge model: 15 vision clips, 3 audio clips."""
+    p = _pair(golden, "v1")
+    ref = golden["outputs"]["v1"]
+    metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol="fastvideo", backbone=imagebind_huge)
+    recorded = []
+    embed = metric.embed
+
+    def spy(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        recorded.append(embed(*args, **kwargs))
+        return recorded[-1]
+
+    metric.embed = spy
+    metric.update([p["wave"]], [p["frames"]])
+    ((vision, audio),) = recorded
+    torch.testing.assert_close(vision[0], ref["fastvideo"]["vision_emb"], atol=VISION_EMB_ATOL, rtol=0)
+    torch.testing.assert_close(audio[0], ref["audio"]["emb"], atol=AUDIO_EMB_ATOL, rtol=0)
+    assert abs(float(metric.compute()) - ref["fastvideo"]["ib_score"]) <= SCORE_ATOL
