@@ -42,6 +42,8 @@ import torch
 CACHE_ENV = "TORCHMETRICS_AV_CACHE"
 OFFLINE_ENVS = ("TORCHMETRICS_AV_OFFLINE", "HF_HUB_OFFLINE")
 DEFAULT_CACHE = Path("~/.cache/torchmetrics_av")
+# Seconds a download may wait on the network per read (not in total), so a firewalled host fails instead of hanging.
+DOWNLOAD_TIMEOUT_S = 60
 # 1 MiB reads keep memory flat while hashing multi-GB checkpoints (ImageBind huge is 4.5 GB).
 _CHUNK_BYTES = 1 << 20
 
@@ -141,7 +143,7 @@ def download_url(url: str, dest: Path, sha256: str | None = None) -> Path:
     h = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310 - URLs come from records
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 - URLs come from records
             for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
                 h.update(block)
                 out.write(block)
