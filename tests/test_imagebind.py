@@ -615,13 +615,8 @@ def test_full_size_vision_fastvideo_clips(golden, imagebind_huge):
     torch.testing.assert_close(emb, ref["vision_emb_clips"][pick], atol=VISION_EMB_ATOL, rtol=0)
 
 
-@pytest.mark.slow
-def test_full_size_avbench_score_end_to_end(golden, imagebind_huge):
-    """av-benchmark protocol on v1 through the public metric: 3 vision clips, 3 audio clips, one score."""
-    p = _pair(golden, "v1")
-    ref = golden["outputs"]["v1"]
-    metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol="av-benchmark", backbone=imagebind_huge,
-                            duration=p["duration"])  # fmt: skip
+def _update_recording_embeddings(metric: ImageBindScore, p: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``metric.update`` on one golden pair; returns the clip-averaged (vision, audio) embeddings it computed."""
     recorded = []
     embed = metric.embed
 
@@ -632,6 +627,17 @@ def test_full_size_avbench_score_end_to_end(golden, imagebind_huge):
     metric.embed = spy
     metric.update([p["wave"]], [p["frames"]])
     ((vision, audio),) = recorded
+    return vision, audio
+
+
+@pytest.mark.slow
+def test_full_size_avbench_score_end_to_end(golden, imagebind_huge):
+    """av-benchmark protocol on v1 through the public metric: 3 vision clips, 3 audio clips, one score."""
+    p = _pair(golden, "v1")
+    ref = golden["outputs"]["v1"]
+    metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol="av-benchmark", backbone=imagebind_huge,
+                            duration=p["duration"])  # fmt: skip
+    vision, audio = _update_recording_embeddings(metric, p)
     torch.testing.assert_close(vision[0], ref["avbench"]["vision_emb"], atol=VISION_EMB_ATOL, rtol=0)
     torch.testing.assert_close(audio[0], ref["avbench"]["audio_emb"], atol=AUDIO_EMB_ATOL, rtol=0)
     assert abs(float(metric.compute()) - ref["avbench"]["ib_score"]) <= SCORE_ATOL
@@ -644,16 +650,7 @@ def test_full_size_fastvideo_score_end_to_end(golden, imagebind_huge):
     p = _pair(golden, "v1")
     ref = golden["outputs"]["v1"]
     metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol="fastvideo", backbone=imagebind_huge)
-    recorded = []
-    embed = metric.embed
-
-    def spy(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        recorded.append(embed(*args, **kwargs))
-        return recorded[-1]
-
-    metric.embed = spy
-    metric.update([p["wave"]], [p["frames"]])
-    ((vision, audio),) = recorded
+    vision, audio = _update_recording_embeddings(metric, p)
     torch.testing.assert_close(vision[0], ref["fastvideo"]["vision_emb"], atol=VISION_EMB_ATOL, rtol=0)
     torch.testing.assert_close(audio[0], ref["audio"]["emb"], atol=AUDIO_EMB_ATOL, rtol=0)
     assert abs(float(metric.compute()) - ref["fastvideo"]["ib_score"]) <= SCORE_ATOL
