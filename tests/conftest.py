@@ -11,6 +11,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# Golden data the tests read travels with the repo (tests/golden/<name>/); ../shared/golden is the transitional
+# fallback while the copies are being made (TORCHMETRICS_AV_GOLDEN_DIR overrides it).
+REPO_GOLDEN_DIR = REPO / "tests" / "golden"
 GOLDEN_DIR = Path(os.environ.get("TORCHMETRICS_AV_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 
 # The goldens were produced on CPU with 2 threads; float32 reductions depend on the thread split.
@@ -31,11 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def golden_path(name: str) -> Path:
-    """Folder of golden `name`, or skip the test with the reason when the golden set is absent."""
-    path = GOLDEN_DIR / name
-    if not path.is_dir():
-        pytest.skip(f"golden folder {path} is absent (set TORCHMETRICS_AV_GOLDEN_DIR to the shared/golden folder)")
-    return path
+    """Folder of golden `name`: ``tests/golden/<name>`` (the repo's copy), else the shared folder; FAILS when absent.
+
+    A golden test never skips: missing data is a broken checkout, not an optional feature.
+    """
+    for path in (REPO_GOLDEN_DIR / name, GOLDEN_DIR / name):
+        if path.is_dir():
+            return path
+    pytest.fail(f"golden folder tests/golden/{name} is missing from this checkout")
 
 
 @pytest.fixture(scope="session")
