@@ -33,6 +33,7 @@ from torchmetrics_av.weights import (
     load_state_dict,
     markdown_table,
     missing_checkpoints,
+    missing_message,
     resolve_checkpoint,
     select_checkpoints,
     sha256_file,
@@ -327,6 +328,12 @@ def test_md5_and_size_are_checked_on_download_and_load(published, tmp_path, monk
         resolve_checkpoint(replace(good, md5="0" * 32), cache_dir=tmp_path / "c2")
     with pytest.raises(ChecksumError, match="bytes, expected"):
         resolve_checkpoint(replace(good, size=len(data) + 1), cache_dir=tmp_path / "c3")
+    # A record from before MD5s were kept (SHA-256 only) gains the MD5 once, then loads skip hashing.
+    record_path = tmp_path / "c" / "model.pt.sha256"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({k: v for k, v in record.items() if k != "md5"}))
+    resolve_checkpoint(good, cache_dir=tmp_path / "c")
+    assert json.loads(record_path.read_text()) == record
     raw = bytearray(data)
     raw[-1] ^= 1  # same size, one bit flipped
     path.write_bytes(bytes(raw))
@@ -354,6 +361,9 @@ def test_offline_never_connects_and_lists_every_missing_file(tmp_path, monkeypat
         resolve_checkpoint(checkpoint("audiobox-aesthetics"), cache_dir=tmp_path)
     missing = missing_checkpoints(["av-benchmark"], tmp_path)
     assert sorted(c.name for c in missing) == sorted(set(GROUPS["av-benchmark"]))  # all of them, in one list
+    message = missing_message(missing, tmp_path)
+    assert all(c.filename in message and c.source in message for c in missing)
+    assert f"download --weights-dir {tmp_path} passt_s_swa_p16_128_ap476" in message
     (tmp_path / "vggish-10086976.pth").write_bytes(b"x")
     assert "vggish-10086976" not in {c.name for c in missing_checkpoints(["av-benchmark"], tmp_path)}
 

@@ -688,16 +688,14 @@ def verify_file(path: str | os.PathLike, ckpt: Checkpoint, *, rehash: bool = Fal
         wanted = published
     if not wanted:
         return "no digest to check"
-    if fresh and all(str(record.get(k, "")).lower() == v for k, v in wanted.items()):
-        digests = {k: str(record[k]) for k in wanted}
-    else:
-        digests = hash_file(path, {"sha256", *wanted})
+    hashed = not (fresh and all(str(record.get(k, "")).lower() == v for k, v in wanted.items()))
+    digests = hash_file(path, {"sha256", *wanted}) if hashed else {k: str(record[k]) for k in wanted}
     for algo, value in wanted.items():
         if digests[algo] != value:
             raise ChecksumError(
                 f"{path}: {algo.upper()} {digests[algo]} != expected {value}; delete the file to download it again"
             )
-    if not fresh:
+    if hashed:
         _write_digest(path, digests)
     if published:
         return " + ".join(f"{a} ok" for a in published) + f" ({ckpt.digest_by or 'table'})"
@@ -908,6 +906,25 @@ def missing_checkpoints(
         if not present:
             out.append(ckpt)
     return out
+
+
+def missing_message(missing: Sequence[Checkpoint], weights_dir: str | os.PathLike | None = None) -> str:
+    """One error message naming every missing file, its source, and the command that fetches them all.
+
+    Example:
+        >>> print(missing_message([checkpoint("imagebind_huge")], "/ckpt"))
+        1 checkpoint file missing from /ckpt:
+          imagebind_huge.pth  (https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth)
+        Fetch them (with internet): python -m torchmetrics_av.downloads download --weights-dir /ckpt imagebind_huge
+    """
+    root = cache_dir(weights_dir)
+    lines = [f"{len(missing)} checkpoint file{'s' if len(missing) != 1 else ''} missing from {root}:"]
+    lines += [f"  {c.filename}{'/' if c.snapshot else ''}  ({c.source})" for c in missing]
+    names = " ".join(dict.fromkeys(c.name for c in missing))
+    lines.append(
+        f"Fetch them (with internet): python -m torchmetrics_av.downloads download --weights-dir {root} {names}"
+    )
+    return "\n".join(lines)
 
 
 # Written into a snapshot folder after every listed file verified: {"repo", "revision", "files": [{path, size,
