@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.weights import Checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import checkpoint, load_state_dict, resolve_checkpoint, sha256_file
 
 AUDIOBOX_SAMPLE_RATE = 16000
 # infer.py make_inference_batch(hop_size=10, window_size=10, sample_rate=16000).
@@ -52,25 +52,13 @@ AXES: tuple[str, ...] = ("CE", "CU", "PC", "PQ")
 # Windows per model call: 8 x 10 s of WavLM activations stay well under 2 GB on CPU/GPU.
 DEFAULT_BATCH_SIZE = 8
 
-# facebook/audiobox-aesthetics @ this revision is the checkpoint FastVideo loads (its hub config.json is 492 bytes with
-# the SHA-256 below; golden README §2).
+# facebook/audiobox-aesthetics @ the pinned revision is the checkpoint FastVideo loads (its hub config.json is 492 bytes
+# with the SHA-256 in weights.CHECKPOINTS; golden README §2).
 AUDIOBOX_HUB_REPO = "facebook/audiobox-aesthetics"
-AUDIOBOX_HUB_REVISION = "9b1dd8e5df9af7216e836a98974fe3b82c56ded6"
-AUDIOBOX_LICENSE = "CC-BY-4.0"
-_HUB_URL = f"https://huggingface.co/{AUDIOBOX_HUB_REPO}/resolve/{AUDIOBOX_HUB_REVISION}"
-AUDIOBOX_CONFIG = Checkpoint(
-    name="audiobox-aesthetics-config",
-    filename="audiobox-aesthetics/config.json",
-    url=f"{_HUB_URL}/config.json",
-    sha256="0b8eabc5ced92cefed116a3aca8f1e59d2a33dc4d376b9e86dfb9c072e1d280d",
-    license=AUDIOBOX_LICENSE,
-)
-AUDIOBOX_WEIGHTS = Checkpoint(
-    name="audiobox-aesthetics",
-    filename="audiobox-aesthetics/model.safetensors",
-    url=f"{_HUB_URL}/model.safetensors",
-    license=AUDIOBOX_LICENSE,
-)
+AUDIOBOX_CONFIG = checkpoint("audiobox-aesthetics-config")
+AUDIOBOX_WEIGHTS = checkpoint("audiobox-aesthetics")
+AUDIOBOX_HUB_REVISION = str(AUDIOBOX_WEIGHTS.revision)
+AUDIOBOX_LICENSE = AUDIOBOX_WEIGHTS.license
 # The hub config.json content (AesMultiOutput constructor kwargs); used for `pretrained=False` so that a random model
 # has the real architecture and the real de-normalisation statistics.
 AUDIOBOX_HUB_CONFIG: dict[str, Any] = {

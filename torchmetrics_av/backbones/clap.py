@@ -50,8 +50,8 @@ from torch import Tensor, nn
 from torchmetrics_av.base import check_protocol
 from torchmetrics_av.preprocessing import is_silent, peak_normalize, protocol_waveform, resample, to_mono
 from torchmetrics_av.weights import (
-    Checkpoint,
     WeightsNotFoundError,
+    checkpoint,
     is_offline,
     load_state_dict,
     resolve_checkpoint,
@@ -96,12 +96,7 @@ FASTVIDEO_REPO = "laion/clap-htsat-fused"
 FASTVIDEO_REVISION = "365dea6ef167def6676140ed93bbc43f84dabb28"
 # laion_clap's tokenizer source (RobertaTokenizer.from_pretrained("roberta-base")).
 LAION_TOKENIZER_REPO = "FacebookAI/roberta-base"
-AVBENCH_CHECKPOINT = Checkpoint(
-    name="laion_clap_music_speech_audioset_epoch_15_esc_89.98",
-    filename="music_speech_audioset_epoch_15_esc_89.98.pt",
-    url="https://huggingface.co/lukewys/laion_clap/resolve/main/music_speech_audioset_epoch_15_esc_89.98.pt",
-    license="CC0-1.0",
-)
+AVBENCH_CHECKPOINT = checkpoint("laion_clap_music_speech_audioset_epoch_15_esc_89.98")
 FASTVIDEO_LICENSE = "Apache-2.0"
 
 # Architectures (ClapConfig kwargs) of the two official checkpoints; everything else is the transformers default.

@@ -44,14 +44,9 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.preprocessing import UINT8_MAX, ffmpeg_fps_indices, resample
-from torchmetrics_av.weights import Checkpoint, file_digest, load_state_dict, resolve_checkpoint
+from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
-IMAGEBIND_CHECKPOINT = Checkpoint(
-    name="imagebind_huge",
-    filename="imagebind_huge.pth",
-    url="https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth",
-    license="CC-BY-NC-SA-4.0",
-)
+IMAGEBIND_CHECKPOINT = checkpoint("imagebind_huge")
 
 # imagebind_model.imagebind_huge(): vision tower width/depth/heads and the joint embedding size.
 VISION_EMBED_DIM = 1280

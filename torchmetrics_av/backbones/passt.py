@@ -32,14 +32,9 @@ from torchmetrics_av.preprocessing import (
     protocol_waveform,
     sliding_windows,
 )
-from torchmetrics_av.weights import Checkpoint, file_digest, load_state_dict, resolve_checkpoint
+from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
-PASST_CHECKPOINT = Checkpoint(
-    name="passt_s_swa_p16_128_ap476",
-    filename="passt-s-f128-p16-s10-ap.476-swa.pt",
-    url="https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
-    license="Apache-2.0",
-)
+PASST_CHECKPOINT = checkpoint("passt_s_swa_p16_128_ap476")
 # hear21passt.get_model defaults: 128 mel bins x 998 frames, patch 16, stride 10x10 -> a 12 x 99 patch grid.
 PASST_INPUT_SIZE = (128, 998)
 PASST_PATCH = 16

@@ -44,17 +44,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, offset_grid
-from torchmetrics_av.weights import Checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import checkpoint, load_state_dict, resolve_checkpoint, sha256_file
 
-SYNCHFORMER_CHECKPOINT = Checkpoint(
-    name="synchformer_24-01-04T16-39-21",
-    filename="synchformer_state_dict.pth",
-    url="https://github.com/hkchengrex/MMAudio/releases/download/v0.1/synchformer_state_dict.pth",
-    # The publisher gives only an MD5 (MMAudio download_utils.py: 5b2f5594b0730f70e41e549b7c94390c); the SHA-256 of
-    # the first download is recorded next to the file by torchmetrics_av.weights.
-    sha256=None,
-    license="MIT",
-)
+# The publisher gives an MD5 (MMAudio download_utils.py), checked on download and load (weights.CHECKPOINTS).
+SYNCHFORMER_CHECKPOINT = checkpoint("synchformer_24-01-04T16-39-21")
 SYNCHFORMER_NUM_PARAMS = 237_460_245
 
 # ---------------------------------------------------------------------------------------------------------------------
