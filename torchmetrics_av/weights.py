@@ -69,6 +69,10 @@ class Checkpoint:
         sha256: expected hex digest; ``None`` where the publisher gives none (then the digest of the first download
             is written next to the file and later loads are checked against it).
         license: the weights' licence, shown in docs and errors.
+        md5: the publisher's MD5 hex digest where that is the checksum it lists (Zenodo gives one per file); checked
+            on download and on a cached copy, in addition to ``sha256``.
+        sha256_prefix: leading hex digits of the SHA-256 where only those are published (torch-hub release names
+            ``name-<prefix>.ext``); checked like ``md5``.
     """
 
     name: str
@@ -78,6 +82,8 @@ class Checkpoint:
     hf_filename: str | None = None
     sha256: str | None = None
     license: str = ""
+    md5: str | None = None
+    sha256_prefix: str | None = None
 
     @property
     def source(self) -> str:
@@ -132,8 +138,15 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def download_url(url: str, dest: Path, sha256: str | None = None) -> Path:
-    """Stream ``url`` into ``dest`` atomically, verifying ``sha256`` (when given) before the final rename.
+def download_url(
+    url: str,
+    dest: Path,
+    sha256: str | None = None,
+    *,
+    md5: str | None = None,
+    sha256_prefix: str | None = None,
+) -> Path:
+    """Stream ``url`` into ``dest`` atomically, verifying the digests that are given before the final rename.
 
     Raises:
         ChecksumError: the downloaded bytes have another digest; nothing is left at ``dest``.
@@ -141,17 +154,21 @@ def download_url(url: str, dest: Path, sha256: str | None = None) -> Path:
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
+    h_md5 = hashlib.md5(usedforsecurity=False) if md5 is not None else None
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 - URLs come from records
             for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
                 h.update(block)
+                if h_md5 is not None:
+                    h_md5.update(block)
                 out.write(block)
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256.lower():
             raise ChecksumError(f"{url}: SHA-256 {digest} does not match the expected {sha256}")
+        _check_published(url, digest, h_md5.hexdigest() if h_md5 is not None else None, md5, sha256_prefix)
         os.replace(tmp_name, dest)
-        _write_digest(dest, digest)
+        _write_digest(dest, digest, md5=h_md5.hexdigest() if h_md5 is not None else None)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -162,9 +179,29 @@ def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _write_digest(path: Path, digest: str) -> None:
+def _check_published(
+    where: object, digest: str, md5_digest: str | None, md5: str | None, sha256_prefix: str | None
+) -> None:
+    if md5 is not None and md5_digest != md5.lower():
+        raise ChecksumError(f"{where}: MD5 {md5_digest} does not match the published {md5}")
+    if sha256_prefix is not None and not digest.startswith(sha256_prefix.lower()):
+        raise ChecksumError(f"{where}: SHA-256 {digest} does not start with the published prefix {sha256_prefix}")
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file, read in 1 MiB chunks (only to compare with a publisher's listed checksum)."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK_BYTES), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_digest(path: Path, digest: str, md5: str | None = None) -> None:
     st = path.stat()
     record = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if md5 is not None:
+        record["md5"] = md5
     _digest_path(path).write_text(json.dumps(record) + "\n")
 
 
@@ -190,15 +227,36 @@ def file_digest(path: str | os.PathLike) -> str:
     return sha256_file(path)
 
 
-def verify_checksum(path: Path, expected: str | None) -> None:
+def _verify_published(path: Path, md5: str | None, sha256_prefix: str | None) -> None:
+    record = _read_digest(path)
+    st = path.stat()
+    fresh = record is not None and record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns
+    digest = str(record["sha256"]) if fresh and record is not None else None
+    md5_digest = record.get("md5") if fresh and record is not None else None
+    if digest is None and sha256_prefix is not None:
+        digest = sha256_file(path)
+    if md5 is not None and md5_digest is None:
+        md5_digest = md5_file(path)
+    _check_published(path, digest or "", md5_digest, md5, sha256_prefix)
+    if not fresh or (md5 is not None and record is not None and record.get("md5") is None):
+        # The publisher's digest vouches for this file: record it so later loads skip the re-hash.
+        _write_digest(path, digest or sha256_file(path), md5=md5_digest)
+
+
+def verify_checksum(
+    path: Path, expected: str | None, *, md5: str | None = None, sha256_prefix: str | None = None
+) -> None:
     """Check a cached file against ``expected``, or against the digest recorded when it was downloaded.
 
+    ``md5`` / ``sha256_prefix`` (the publisher's digests, see :class:`Checkpoint`) are checked first when given.
     The file is re-hashed only when its size or modification time differ from those recorded with its digest
     (hashing ImageBind's 4.5 GB takes ~10 s per load otherwise).
 
     Raises:
         ChecksumError: the file changed or is corrupt; delete it to download again.
     """
+    if md5 is not None or sha256_prefix is not None:
+        _verify_published(path, md5, sha256_prefix)
     record = _read_digest(path)
     if expected is None and record is not None:
         expected = record.get("sha256")
@@ -249,13 +307,15 @@ def resolve_checkpoint(
     with _file_lock(target):
         if target.exists():
             if verify:
-                verify_checksum(target, ckpt.sha256)
+                verify_checksum(target, ckpt.sha256, md5=ckpt.md5, sha256_prefix=ckpt.sha256_prefix)
             return target
         if is_offline():
             raise _not_found(ckpt, "offline mode is on (HF_HUB_OFFLINE / TORCHMETRICS_AV_OFFLINE) and it is not cached")
         if ckpt.url:
             try:
-                return download_url(ckpt.url, target, ckpt.sha256 if verify else None)
+                if not verify:
+                    return download_url(ckpt.url, target)
+                return download_url(ckpt.url, target, ckpt.sha256, md5=ckpt.md5, sha256_prefix=ckpt.sha256_prefix)
             except (urllib.error.URLError, OSError) as err:
                 raise _not_found(ckpt, f"download failed ({err})") from err
         if ckpt.hf_repo:

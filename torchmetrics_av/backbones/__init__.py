@@ -21,6 +21,8 @@ _EXPORTS = {
     "Synchformer": "torchmetrics_av.backbones.synchformer",
     "Whisper": "torchmetrics_av.backbones.whisper",
     "Audiobox": "torchmetrics_av.backbones.audiobox",
+    "PANNs": "torchmetrics_av.backbones.panns",
+    "VGGish": "torchmetrics_av.backbones.vggish",
 }
 
 __all__ = list(_EXPORTS)
