@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import pickle
@@ -355,6 +356,21 @@ def test_official_format_loads_strictly(tmp_path):
     bare = tmp_path / "bare.pth"
     torch.save(source.model.state_dict(), bare)
     assert torch.equal(tiny_panns(weights=bare).model.fc1.weight, source.model.fc1.weight)
+
+
+def test_numpy1_pickle_names_are_allowed(tmp_path):
+    # The official file was written in 2020 under NumPy 1, whose arrays pickle as numpy.core.multiarray._reconstruct;
+    # NumPy 2 writes numpy._core. A protocol-2 pickle spells GLOBALs as text lines, so the old name can be put back.
+    state = tiny_panns().model.state_dict()
+    sampler = {"indexes_per_class": [np.arange(5, dtype=np.int64)]}
+    buf = io.BytesIO()
+    torch.save({"model": state, "sampler": sampler}, buf, pickle_protocol=2, _use_new_zipfile_serialization=False)
+    raw = buf.getvalue()
+    assert raw.count(b"numpy._core.multiarray") == 1
+    path = tmp_path / "numpy1.pth"
+    path.write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    loaded = load_panns_state_dict(path)
+    assert list(loaded) == list(state) and torch.equal(loaded["fc1.weight"], state["fc1.weight"])
 
 
 def test_extra_or_missing_keys_fail(tmp_path):

@@ -237,7 +237,10 @@ def _verify_published(path: Path, md5: str | None, sha256_prefix: str | None) ->
         digest = sha256_file(path)
     if md5 is not None and md5_digest is None:
         md5_digest = md5_file(path)
-    _check_published(path, digest or "", md5_digest, md5, sha256_prefix)
+    try:
+        _check_published(path, digest or "", md5_digest, md5, sha256_prefix)
+    except ChecksumError as err:
+        raise ChecksumError(f"{err}; delete the file to download it again") from None
     if not fresh or (md5 is not None and record is not None and record.get("md5") is None):
         # The publisher's digest vouches for this file: record it so later loads skip the re-hash.
         _write_digest(path, digest or sha256_file(path), md5=md5_digest)

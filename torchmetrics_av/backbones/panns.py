@@ -91,7 +91,7 @@ PANNS_MIN_SAMPLES = (2**_POOLED_BLOCKS - 1) * PANNS_HOP
 _SLANEY_F_SP = 200.0 / 3.0
 _SLANEY_MIN_LOG_HZ = 1000.0
 _SLANEY_LOGSTEP = np.log(6.4) / 27.0
-# Clips per forward in `embed` (8 s clips: ~17 GFLOP each).
+# Clips per forward in `embed` (an 8 s clip is ~16 GMAC through the six ConvBlocks).
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -100,8 +100,9 @@ def stft_kernels(n_fft: int = PANNS_N_FFT) -> tuple[Tensor, Tensor]:
 
     Row ``k`` is ``Re/Im(ω^(n·k)) · hann(n)`` with ``ω = e^(−2πi/n_fft)`` and the periodic Hann window. The powers are
     taken as NumPy complex powers ``ω ** (n·k)`` (not ``exp``) and the window from
-    ``scipy.signal.get_window("hann", n_fft, fftbins=True)``, which is how the official checkpoint's kernels were
-    made: the float32 result is bit-identical to the checkpoint's ``spectrogram_extractor.stft.conv_*.weight``.
+    ``scipy.signal.get_window("hann", n_fft, fftbins=True)``: the float32 result is then bit-identical to
+    torchlibrosa's constructor values (the golden's SHA-256), which the official checkpoint stores under
+    ``spectrogram_extractor.stft.conv_*.weight`` (loading it overwrites these with its own copy).
 
     Example:
         >>> re, im = stft_kernels()
@@ -204,7 +205,7 @@ class Cnn14Spectrogram(nn.Module):
 class Cnn14LogMel(nn.Module):
     """Power spectrogram ``(..., 257)`` -> log-mel in dB ``(..., 64)`` (torchlibrosa ``LogmelFilterBank``)."""
 
-    melW: Tensor  # noqa: N815 - the official state_dict key is ``logmel_extractor.melW``
+    melW: Tensor  # mixed case: the official state_dict key is ``logmel_extractor.melW``
 
     def __init__(self) -> None:
         super().__init__()
@@ -280,11 +281,12 @@ class Cnn14(nn.Module):
 
 
 def _numpy_array_globals() -> list:
-    """The pickle globals of the NumPy int64 arrays in the official file's training-sampler entry, and nothing else.
+    """The pickle globals of NumPy int64 arrays, and nothing else.
 
-    The checkpoint is ``{"iteration", "model", "sampler"}`` and ``sampler`` holds NumPy arrays, which
-    ``torch.load(weights_only=True)`` refuses by default; these are allowed under both NumPy 1 (``numpy.core``) and
-    NumPy 2 (``numpy._core``) module names, so any other global still makes the load fail.
+    audioset_tagging_cnn saves ``{"iteration", "model", "sampler"}``, and the sampler state holds NumPy int64 arrays,
+    which ``torch.load(weights_only=True)`` refuses by default (autrainer/autrainer#66 hit this with this very file
+    and allow-lists exactly these). They are allowed under both NumPy 1 (``numpy.core``, how the 2020 file spells
+    them) and NumPy 2 (``numpy._core``) module names; any other global still makes the load fail.
     """
     try:
         from numpy._core.multiarray import _reconstruct
@@ -366,8 +368,8 @@ class PANNs(nn.Module):
             wave: ``(B, L)`` float mono audio at 16 kHz (from :meth:`prepare`), ``L >= 4960`` (0.31 s).
 
         Returns:
-            ``(embeddings (B, embed_dim), logits (B, num_classes))`` float32 on the model's device; the embedding
-            is ``relu(fc1)`` and the logits are pre-sigmoid.
+            ``(embeddings (B, embed_dim), logits (B, num_classes))`` in the model's dtype (float32) on its device;
+            the embedding is ``relu(fc1)`` and the logits are pre-sigmoid.
         """
         if wave.ndim != 2 or not wave.is_floating_point():
             raise ValueError(f"`wave` must be a (B, L) float tensor of 16 kHz audio, got {tuple(wave.shape)}")
@@ -376,7 +378,7 @@ class PANNs(nn.Module):
                 f"`wave` has {wave.shape[-1]} samples; Cnn14 needs at least {PANNS_MIN_SAMPLES} at 16 kHz "
                 f"({PANNS_MIN_SAMPLES / PANNS_SAMPLE_RATE:.2f} s) for its five 2x2 poolings"
             )
-        return self.model(wave.to(self.device, torch.float32))
+        return self.model(wave.to(self.device, self.model.fc1.weight.dtype))
 
     def embed(self, waves: Sequence[Tensor], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[Tensor, Tensor]:
         """Embed clips of possibly different lengths, batching equal lengths together.
@@ -394,8 +396,9 @@ class PANNs(nn.Module):
         for i, w in enumerate(waves):
             if w.ndim != 1:
                 raise ValueError(f"`waves[{i}]` must be a 1-D 16 kHz waveform, got shape {tuple(w.shape)}")
-        emb = torch.empty(len(waves), self.embed_dim, device=self.device)
-        logits = torch.empty(len(waves), self.num_classes, device=self.device)
+        dtype = self.model.fc1.weight.dtype
+        emb = torch.empty(len(waves), self.embed_dim, device=self.device, dtype=dtype)
+        logits = torch.empty(len(waves), self.num_classes, device=self.device, dtype=dtype)
         by_length: dict[int, list[int]] = {}
         for i, w in enumerate(waves):
             by_length.setdefault(w.shape[-1], []).append(i)
