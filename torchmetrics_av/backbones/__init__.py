@@ -23,6 +23,8 @@ _EXPORTS = {
     "Whisper": "torchmetrics_av.backbones.whisper",
     "Audiobox": "torchmetrics_av.backbones.audiobox",
     "MSCLAP": "torchmetrics_av.backbones.msclap",
+    "PANNs": "torchmetrics_av.backbones.panns",
+    "VGGish": "torchmetrics_av.backbones.vggish",
 }
 
 __all__ = list(_EXPORTS)
