@@ -21,6 +21,10 @@ _EXPORTS = {
     "Synchformer": "torchmetrics_av.backbones.synchformer",
     "Whisper": "torchmetrics_av.backbones.whisper",
     "Audiobox": "torchmetrics_av.backbones.audiobox",
+    "ASRBackbone": "torchmetrics_av.backbones.asr",
+    "HFWhisper": "torchmetrics_av.backbones.hf_whisper",
+    "GLMASR": "torchmetrics_av.backbones.glm_asr",
+    "SenseVoice": "torchmetrics_av.backbones.sensevoice",
 }
 
 __all__ = list(_EXPORTS)
