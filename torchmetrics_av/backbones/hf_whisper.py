@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, HintWarner, check_asr_inputs, language_code
-from torchmetrics_av.weights import Checkpoint, WeightsNotFoundError, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import Checkpoint, WeightsNotFoundError, file_digest, load_state_dict, resolve_checkpoint
 
 HF_WHISPER_REPO = "openai/whisper-base"
 # Commit of openai/whisper-base on the hub (its model-info "sha", lastModified 2024-02-29, as quoted by several public
@@ -420,7 +420,7 @@ class HFWhisper(nn.Module):
             state, file_cfg = _state_from_weights(path) if weights is not None else (load_state_dict(path), None)
             cfg.update(file_cfg or {})
             label = ckpt.name if weights is None else path.name
-            digest = sha256_file(path if path.is_file() else path / "model.safetensors")
+            digest = file_digest(path if path.is_file() else path / "model.safetensors")
             self.checkpoint_id = f"{label}@sha256:{digest[:16]}"
         else:
             cfg.update(config or {})
