@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.base import require_extra
+from torchmetrics_av.base import require_extra, unique_sample_order
 from torchmetrics_av.protocols import ProtocolSpec
 
 # Every audio embedder a set metric (FD, KAD) or a classifier metric (KL, IS) accepts, by name.
@@ -202,3 +202,78 @@ def clip_groups(example: Tensor) -> Tensor:
         [0, 0, 0, 1, 2, 2]
     """
     return torch.cumsum((example == 0).to(torch.int64), 0) - 1
+
+
+def prepare_set(
+    name: str,
+    clips: Sequence[Tensor],
+    rates: Sequence[int],
+    spec: ProtocolSpec,
+    *,
+    resampler: str | None,
+    duration: float | None,
+    side: str,
+) -> tuple[list[Tensor], list[int]]:
+    """Model inputs of one side of a set metric: ``(inputs, index in the batch of each)``; silent clips are left out.
+
+    Every clip is prepared (and checked) before any forward, so a bad clip raises before the model runs.
+    """
+    waves, kept = [], []
+    for i, (clip, sr) in enumerate(zip(clips, rates)):
+        x = model_input(name, clip, sr, spec, resampler=resampler, duration=duration, label=f"{side}[{i}]")
+        if x is not None:
+            waves.append(x)
+            kept.append(i)
+    return waves, kept
+
+
+def embed_set(
+    name: str,
+    backbone: nn.Module,
+    waves: Sequence[Tensor],
+    kept: Sequence[int],
+    n_clips: int,
+    ids: Tensor | None,
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Tensor | int]:
+    """Embedding rows of one side of a batch, with their ids and example indices, and its counts of dropped clips.
+
+    Returns:
+        ``{"emb": (n, D) float64, "ids": (n,) int64 (-1 without ids), "example": (n,) int64 (the row's 0.96 s
+        example for VGGish, else 0), "silent": clips skipped as silent, "nonfinite": rows dropped}``. A clip with a
+        NaN/Inf row is dropped whole (every row of it is counted in ``"nonfinite"``), so a clip's rows stay together.
+    """
+    per_clip = [r.to(device, torch.float64) for r in embed_rows(name, backbone, waves, batch_size)]
+    width = per_clip[0].shape[1] if per_clip else embedding_dim(name, backbone)
+    finite = [bool(torch.isfinite(r).all()) for r in per_clip]
+    good = [r for r, ok in zip(per_clip, finite) if ok]
+    clip_ids = torch.full((n_clips,), -1, dtype=torch.int64, device=device) if ids is None else ids.to(device)
+    picked = [clip_ids[k] for k, ok in zip(kept, finite) if ok]
+    sizes = [r.shape[0] for r in good]
+    return {
+        "emb": torch.cat(good) if good else torch.zeros(0, width, dtype=torch.float64, device=device),
+        "ids": torch.cat([p.expand(s) for p, s in zip(picked, sizes)]).to(torch.int64)
+        if good
+        else torch.zeros(0, dtype=torch.int64, device=device),
+        "example": torch.cat([torch.arange(s, device=device) for s in sizes])
+        if good
+        else torch.zeros(0, dtype=torch.int64, device=device),
+        "silent": n_clips - len(kept),
+        "nonfinite": sum(r.shape[0] for r, ok in zip(per_clip, finite) if not ok),
+    }
+
+
+def dedup_rows(ids: Tensor, example: Tensor, *columns: Tensor) -> tuple[Tensor, Tensor, list[Tensor], int]:
+    """Rows of one side with repeated clips dropped (by id and example), sorted by id, rows without id after in
+    arrival order: ``(ids, example, columns, n_rows_dropped)``.
+
+    Example:
+        >>> ids, ex, (x,), dropped = dedup_rows(torch.tensor([5, 5, 2, 5, 5]), torch.tensor([0, 1, 0, 0, 1]),
+        ...                                     torch.arange(5.0))
+        >>> ids.tolist(), ex.tolist(), x.tolist(), dropped
+        ([2, 5, 5], [0, 0, 1], [2.0, 0.0, 1.0], 2)
+    """
+    order = unique_sample_order(row_keys(ids, example))
+    return ids[order], example[order], [c[order] for c in columns], int(ids.numel() - order.numel())
