@@ -193,7 +193,14 @@ class InceptionScore(BackboneMetric):
                 f"{type(self).__name__} has {n} scored clips but `splits={self.splits}` needs at least one per split; "
                 "update() with more clips or lower `splits` (av-benchmark returns NaN here)"
             )
-        return inception_score(rows["logits"], self.splits, self.shuffle_seed)
+        mean, std = inception_score(rows["logits"], self.splits, self.shuffle_seed)
+        if not bool(torch.isfinite(mean)):
+            # A class whose probability underflows to 0 in a whole split gives 0·log 0 terms (the reference's NaN).
+            raise ValueError(
+                f"{type(self).__name__} is not finite: a class has zero probability in every clip of a split "
+                "(logits too large for float64 softmax); check the backbone's outputs"
+            )
+        return mean, std
 
     def _reduce(self, rows: Rows) -> Tensor:
         return self._scores(rows)[0]

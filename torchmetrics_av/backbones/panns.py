@@ -478,8 +478,8 @@ def tiny_panns(seed: int = 0, **overrides: object) -> PANNs:
     """A small random :class:`PANNs` for fast offline tests: same front end and graph, narrow ConvBlocks.
 
     Defaults ``channels=(4, 8, 8, 16, 16, 32)`` (32-d embeddings, 527 logits) and ``pretrained=False``; any
-    constructor argument can be overridden. The weights come from ``torch.manual_seed(seed)`` inside a forked RNG, so
-    the caller's random stream is untouched.
+    constructor argument can be overridden. The weights come from ``torch.manual_seed(seed)`` inside a forked RNG (the
+    caller's random stream is untouched), conv and linear weights He-normal so that outputs differ between clips.
 
     Example:
         >>> tiny_panns().embed_dim
@@ -489,4 +489,15 @@ def tiny_panns(seed: int = 0, **overrides: object) -> PANNs:
     kwargs.update(overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PANNs(**kwargs)
+        net = PANNs(**kwargs)
+        if kwargs.get("weights") is None and not kwargs.get("pretrained"):
+            _he_init(net.model)
+        return net
+
+
+def _he_init(model: nn.Module) -> None:
+    # PyTorch's default init shrinks activations ~10x per ConvBlock at these widths, which makes every clip's output
+    # equal to ~1e-7: He-normal (ReLU gain) keeps their scale, so tiny models tell clips apart in tests.
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
