@@ -42,7 +42,7 @@ Rejected samples: when a metric raises ``ValueError`` on a batch (e.g. a video s
 transcript with no words), its state is restored and the batch is fed one file at a time; the files it still rejects
 are listed under ``files.skipped`` and in the CSV column ``<metric>_error``. A metric picked by default that ends with
 no scored sample is reported as ``null`` with its reason (asked for with ``--metrics``, that is an error, exit 2).
-``--protocol av-benchmark --duration S`` sets av-benchmark's ``--audio_length`` (FD/KL/ImageBind/DeSync window,
+``--protocol av-benchmark --duration S`` sets av-benchmark's ``--audio_length`` (FD/KL/CLAP/ImageBind/DeSync window,
 default 8 s).
 
 Examples (shell)::
@@ -67,7 +67,6 @@ import csv
 import importlib
 import json
 import sys
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -77,6 +76,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from torchmetrics_av.protocols import PROTOCOLS, get_protocol
+from torchmetrics_av.testing import TINY_CONFIGS as TINY_CONFIGS
+from torchmetrics_av.testing import TINY_SEED, ToyTokenizer, tiny_backbone
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
@@ -94,48 +97,9 @@ KEY_COLUMNS = ("name", "stem", "id", "file", "filename", "video", "audio")
 TEXT_COLUMNS = ("caption", "prompt", "text", "transcript", "label")
 LANGUAGE_COLUMN = "language"
 
-# `--random-weights tiny`: the small configs of each backbone's own tests/examples (same architecture, random init).
-TINY_CONFIGS: dict[str, dict[str, Any]] = {
-    "passt": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-    "whisper": {
-        "name": "tiny",
-        "dims": {
-            "n_audio_state": 64,
-            "n_audio_head": 2,
-            "n_audio_layer": 1,
-            "n_text_state": 64,
-            "n_text_head": 2,
-            "n_text_layer": 1,
-        },
-        "sample_len": 4,
-    },
-    "audiobox": {
-        "encoder_config": {
-            "encoder_layers": 1,
-            "encoder_embed_dim": 32,
-            "encoder_ffn_embed_dim": 32,
-            "encoder_attention_heads": 2,
-            "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2",
-            "conv_pos": 4,
-            "conv_pos_groups": 2,
-        },
-        "model_config": {"nth_layer": 2},
-    },
-    "imagebind": {
-        "vision_embed_dim": 16,
-        "vision_num_blocks": 1,
-        "vision_num_heads": 2,
-        "audio_embed_dim": 16,
-        "audio_num_blocks": 1,
-        "audio_num_heads": 2,
-        "out_embed_dim": 8,
-    },
-    "synchformer": {"embed_dim": 16, "depth": 1, "num_heads": 2, "sync_depth": 1, "sync_heads": 2},
-}
-# Seed of every random backbone, so that a test can build the same weights.
-RANDOM_WEIGHTS_SEED = 0
-# RoBERTa's vocabulary size and special ids (<s> 0, <pad> 1, </s> 2), for the offline stand-in tokenizer.
-ROBERTA_VOCAB, ROBERTA_BOS, ROBERTA_PAD, ROBERTA_EOS = 50265, 0, 1, 2
+# `--random-weights tiny`: the small configs of torchmetrics_av.testing (same architectures, random init); the toy
+# tokenizer and the seed live there too (re-exported here for existing imports).
+RANDOM_WEIGHTS_SEED = TINY_SEED
 
 
 class CLIError(Exception):
@@ -353,46 +317,6 @@ def read_texts(path: str | Path, what: str) -> dict[str, tuple[str, str | None]]
 # Backbones
 
 
-class ToyTokenizer:
-    """Deterministic offline stand-in for CLAP's RoBERTa tokenizer, used only with ``--random-weights``.
-
-    Each whitespace-separated lower-cased word becomes one id ``3 + crc32(word) % (50265 - 3)`` between ``<s>`` and
-    ``</s>``; padding, truncation and ``max_length`` behave as in transformers tokenizers. Numbers made with it are
-    meaningless (as are those of random weights): it exists so that the CLI's CLAP path can be tested offline.
-
-    Example:
-        >>> ToyTokenizer()(["a dog"], padding=True)["input_ids"].shape
-        torch.Size([1, 4])
-    """
-
-    pad_token_id = ROBERTA_PAD
-
-    def __call__(
-        self,
-        texts: Sequence[str],
-        padding: bool | str = False,
-        truncation: bool = False,
-        max_length: int | None = None,
-        **_: Any,
-    ) -> dict[str, Tensor]:
-        """Token ids and attention mask, ``(N, L)`` int64."""
-        first_id = ROBERTA_EOS + 1
-        rows = [
-            [ROBERTA_BOS, *(first_id + zlib.crc32(w.encode()) % (ROBERTA_VOCAB - first_id) for w in t.lower().split())]
-            for t in texts
-        ]
-        rows = [r + [ROBERTA_EOS] for r in rows]
-        if truncation and max_length is not None:
-            rows = [r if len(r) <= max_length else r[: max_length - 1] + [ROBERTA_EOS] for r in rows]
-        width = max_length if padding == "max_length" and max_length is not None else max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), ROBERTA_PAD, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
-
-
 def _find_weights(weights_dir: str, candidates: Sequence[str], url: str) -> str:
     """The first of ``candidates`` (file or folder names) inside ``weights_dir``; a readable error otherwise."""
     root = Path(weights_dir).expanduser()
@@ -406,36 +330,37 @@ def _find_weights(weights_dir: str, candidates: Sequence[str], url: str) -> str:
 
 
 def random_backbone(kind: str, size: str, protocol: str) -> nn.Module:
-    """A randomly initialised backbone (``size`` ``"tiny"``: :data:`TINY_CONFIGS`; ``"full"``: official shapes).
-
-    Seeded with :data:`RANDOM_WEIGHTS_SEED`, so that the same call gives the same weights. For tests only.
+    """A randomly initialised backbone (``size`` ``"tiny"``: :func:`torchmetrics_av.testing.tiny_backbone`;
+    ``"full"``: official shapes). Seeded with :data:`RANDOM_WEIGHTS_SEED`, so that the same call gives the same
+    weights. For tests only.
     """
-    torch.manual_seed(RANDOM_WEIGHTS_SEED)
-    kw = dict(TINY_CONFIGS.get(kind, {})) if size == "tiny" else {}
-    if kind == "passt":
-        from torchmetrics_av.backbones.passt import PaSST
+    if size == "tiny":
+        return tiny_backbone(kind, protocol=protocol) if kind == "clap" else tiny_backbone(kind)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        if kind == "passt":
+            from torchmetrics_av.backbones.passt import PaSST
 
-        return PaSST(pretrained=False, **kw)
-    if kind == "clap":
-        from torchmetrics_av.backbones.clap import CLAP, small_clap_config
+            return PaSST(pretrained=False)
+        if kind == "clap":
+            from torchmetrics_av.backbones.clap import CLAP
 
-        config = small_clap_config(fusion=protocol == "fastvideo") if size == "tiny" else None
-        return CLAP(pretrained=False, protocol=protocol, config=config, tokenizer=ToyTokenizer())
-    if kind == "whisper":
-        from torchmetrics_av.backbones.whisper import Whisper
+            return CLAP(pretrained=False, protocol=protocol, tokenizer=ToyTokenizer())
+        if kind == "whisper":
+            from torchmetrics_av.backbones.whisper import Whisper
 
-        return Whisper(pretrained=False, **kw)
-    if kind == "audiobox":
-        from torchmetrics_av.backbones.audiobox import Audiobox
+            return Whisper(pretrained=False)
+        if kind == "audiobox":
+            from torchmetrics_av.backbones.audiobox import Audiobox
 
-        return Audiobox(pretrained=False, **kw)
-    if kind == "imagebind":
-        from torchmetrics_av.backbones.imagebind import ImageBind
+            return Audiobox(pretrained=False)
+        if kind == "imagebind":
+            from torchmetrics_av.backbones.imagebind import ImageBind
 
-        return ImageBind(pretrained=False, **kw)
-    from torchmetrics_av.backbones.synchformer import Synchformer
+            return ImageBind(pretrained=False)
+        from torchmetrics_av.backbones.synchformer import Synchformer
 
-    return Synchformer(pretrained=False, **kw)
+        return Synchformer(pretrained=False)
 
 
 def _pretrained_backbone(kind: str, args: argparse.Namespace) -> nn.Module:
@@ -450,7 +375,7 @@ def _pretrained_backbone(kind: str, args: argparse.Namespace) -> nn.Module:
 
         if wd is None:
             return CLAP(protocol=args.protocol)
-        if args.protocol == "fastvideo":
+        if get_protocol(args.protocol).clap_fusion:
             name = FASTVIDEO_REPO.split("/")[-1]
             url = f"https://huggingface.co/{FASTVIDEO_REPO}"
             return CLAP(weights=_find_weights(wd, [name, FASTVIDEO_REPO], url), protocol=args.protocol)
@@ -505,7 +430,7 @@ METRIC_BACKBONE = {
 def _weights_hint(kind: str, args: argparse.Namespace) -> str:
     """What ``--weights-dir`` must hold for backbone ``kind`` (for error messages)."""
     if kind == "clap":
-        if args.protocol == "fastvideo":
+        if get_protocol(args.protocol).clap_fusion:
             return "the folder clap-htsat-fused/ (config.json, model.safetensors, tokenizer files)"
         return "music_speech_audioset_epoch_15_esc_89.98.pt (and the tokenizer folder roberta-base/)"
     if kind == "whisper":
@@ -586,18 +511,21 @@ def _select_metrics(args: argparse.Namespace, inv: Inventory, has_prompts: bool,
     return wanted
 
 
-def _snapshot(metric: Any) -> dict[str, Any]:
-    # Metric states are tensors (updated in place) or lists (appended to): a clone / shallow copy restores them.
-    out = {}
-    for name in metric._defaults:
-        value = getattr(metric, name)
-        out[name] = list(value) if isinstance(value, list) else value.clone()
-    return out
-
-
-def _restore(metric: Any, snapshot: dict[str, Any]) -> None:
-    for name, value in snapshot.items():
-        setattr(metric, name, value)
+# Per-sample CSV columns of each metric: CSV column -> per_sample() key (FD has no per-sample values).
+CSV_COLUMNS: dict[str, dict[str, str]] = {
+    "kl_passt": {"kl_passt": "kl_softmax", "kl_passt_sigmoid": "kl_sigmoid"},
+    "clap": {"clap_cosine": "score"},
+    "wer": {
+        "wer": "wer",
+        "wer_errors": "errors",
+        "wer_ref_tokens": "words",
+        "wer_char_level": "char_level",
+        "wer_transcript": "transcript",
+    },
+    "aesthetics": {f"aesthetics_{axis}": axis for axis in ("CE", "CU", "PC", "PQ")},
+    "imagebind": {"imagebind_cosine": "score"},
+    "desync": {"desync": "offset", "desync_offset_front": "offset_front", "desync_offset_back": "offset_back"},
+}
 
 
 class Evaluation:
@@ -617,6 +545,8 @@ class Evaluation:
                 raise CLIError(f"{name}: {err}") from err
         self.fed: dict[str, list[str]] = {name: [] for name in wanted}
         self.skipped: dict[str, list[dict[str, str]]] = {name: [] for name in wanted}
+        # Every generated stem gets one id, given to the metrics with its sample so that per_sample() rows map back.
+        self.stem_ids: dict[str, int] = {}
 
     def _metric(self, name: str, bb: nn.Module) -> Any:
         """The metric ``name`` on backbone ``bb``, configured from the command line."""
@@ -630,10 +560,11 @@ class Evaluation:
         )
 
         args = self.args
-        av = args.protocol == "av-benchmark"
+        # --duration is av-benchmark's --audio_length: every metric that truncates takes it (main() rejects it under
+        # a protocol without truncation).
         pt = {"protocol": args.protocol, "backbone": bb}
         if name == "fd_passt":
-            fd = FrechetAudioDistance(**pt, batch_size=args.batch_size, audio_length=args.duration)
+            fd = FrechetAudioDistance(**pt, batch_size=args.batch_size, duration=args.duration)
             if args.ref_stats:
                 try:
                     fd.load_reference_stats(args.ref_stats)
@@ -641,46 +572,45 @@ class Evaluation:
                     raise CLIError(f"--ref-stats {args.ref_stats}: {err}") from err
             return fd
         if name == "kl_passt":
-            return PaSSTKLDivergence(**pt, batch_size=args.batch_size, audio_length=args.duration)
+            return PaSSTKLDivergence(**pt, batch_size=args.batch_size, duration=args.duration)
         if name == "clap":
-            return CLAPScore(**pt, batch_size=args.batch_size)
+            return CLAPScore(**pt, batch_size=args.batch_size, duration=args.duration)
         if name == "wer":
             return SpeechWordErrorRate(**pt)
         if name == "aesthetics":
             return AudioboxAesthetics(**pt)
         if name == "imagebind":
-            return ImageBindScore(**pt, **({"duration": args.duration} if av and args.duration is not None else {}))
+            return ImageBindScore(**pt, duration=args.duration)
         from torchmetrics_av.av.desync import DeSync
 
-        return DeSync(**pt, duration=args.duration if av else None)
+        return DeSync(**pt, duration=args.duration)
+
+    def ids(self, stems: Sequence[str]) -> list[int]:
+        """The id of each stem (assigned on first sight)."""
+        return [self.stem_ids.setdefault(s, len(self.stem_ids)) for s in stems]
 
     def update(self, name: str, stems: Sequence[str], call: Callable[[list[int]], None]) -> None:
         """``call(indices)`` updates metric ``name`` with those samples of ``stems``.
 
-        The batch goes in one call (as the Python API would); if the metric rejects it with a ``ValueError``, its
-        state is restored and the samples go in one by one, so that only the offending ones are skipped (and
+        The batch goes in one call (as the Python API would); if the metric rejects it with a ``ValueError`` (its
+        state is then unchanged), the samples go in one by one, so that only the offending ones are skipped (and
         reported) while the others are scored.
         """
         if not stems:
             return
-        metric = self.metrics[name]
-        snap = _snapshot(metric)
         try:
             call(list(range(len(stems))))
             self.fed[name].extend(stems)
             return
         except ValueError as err:
-            _restore(metric, snap)
             if len(stems) == 1:
                 self.skipped[name].append({"stem": stems[0], "error": str(err)})
                 return
         for i, stem in enumerate(stems):
-            snap = _snapshot(metric)
             try:
                 call([i])
                 self.fed[name].append(stem)
             except ValueError as err:
-                _restore(metric, snap)
                 self.skipped[name].append({"stem": stem, "error": str(err)})
 
     def add_batch(
@@ -719,6 +649,7 @@ class Evaluation:
                     [it.ref.audio for it in p],  # type: ignore[union-attr]
                     sample_rate=[it.gen.sample_rate for it in p],
                     target_sample_rate=[it.ref.sample_rate for it in p],  # type: ignore[union-attr]
+                    ids=self.ids([it.stem for it in p]),
                 )
 
             self.update("kl_passt", [it.stem for it in pairs], kl)
@@ -729,7 +660,10 @@ class Evaluation:
 
             def text_metric(idx: list[int], name: str = name, sub: list[Clip] = sub, texts: dict = texts) -> None:
                 clips = [sub[i] for i in idx]
-                kw: dict[str, Any] = {"sample_rate": [c.sample_rate for c in clips]}
+                kw: dict[str, Any] = {
+                    "sample_rate": [c.sample_rate for c in clips],
+                    "ids": self.ids([c.stem for c in clips]),
+                }
                 if name == "wer":
                     kw["language"] = [texts[c.stem][1] for c in clips]
                 self.metrics[name].update([c.audio for c in clips], [texts[c.stem][0] for c in clips], **kw)
@@ -739,7 +673,11 @@ class Evaluation:
 
             def aes(idx: list[int]) -> None:
                 clips = [gen[i] for i in idx]
-                self.metrics["aesthetics"].update([c.audio for c in clips], sample_rate=[c.sample_rate for c in clips])
+                self.metrics["aesthetics"].update(
+                    [c.audio for c in clips],
+                    sample_rate=[c.sample_rate for c in clips],
+                    ids=self.ids([c.stem for c in clips]),
+                )
 
             self.update("aesthetics", stems, aes)
         videos = [c for c in gen if c.frames is not None]
@@ -754,6 +692,7 @@ class Evaluation:
                     [c.frames for c in clips],
                     sample_rate=[c.sample_rate for c in clips],
                     video_fps=[c.fps for c in clips],
+                    ids=self.ids([c.stem for c in clips]),
                 )
 
             self.update(name, [c.stem for c in videos], av_metric)
@@ -782,47 +721,19 @@ class Evaluation:
                 continue
             values[name] = {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
             d = metric.details
-            details[name] = {k: _json_value(v) for k, v in d.items() if not _is_per_sample(v)}
+            current = {k: v for k, v in d.items() if k not in d.deprecated_keys}
+            details[name] = {k: _json_value(v) for k, v in current.items() if not _is_per_sample(v)}
             details[name]["n_skipped_by_cli"] = len(self.skipped[name])
-            # FD has no per-sample values (and its `fed` also lists reference-only stems).
-            rows: list[dict[str, Any]] = [] if name == "fd_passt" else [per.setdefault(s, {}) for s in self.fed[name]]
-            if name == "kl_passt":
-                kept = d["pair_kept"].tolist()
-                soft, sig = iter(d["kl_softmax"].tolist()), iter(d["kl_sigmoid"].tolist())
-                for row, k in zip(rows, kept):
-                    if k:
-                        row.update(kl_passt=next(soft), kl_passt_sigmoid=next(sig))
-                    else:
-                        row["kl_passt_skipped"] = "silent"
-            elif name == "clap":
-                cos = iter(d["cosine"].tolist())
-                for row, scored in zip(rows, d["scored"].tolist()):
-                    if scored:
-                        row["clap_cosine"] = next(cos)
-                    else:
-                        row["clap_skipped"] = "silent"
-            elif name == "wer":
-                for i, row in enumerate(rows):
-                    row.update(
-                        wer=float(d["wer"][i]),
-                        wer_errors=int(d["errors"][i]),
-                        wer_ref_tokens=int(d["ref_tokens"][i]),
-                        wer_char_level=bool(d["char_level"][i]),
-                        wer_transcript=d["transcripts"][i],
-                    )
-            elif name == "aesthetics":
-                for i, row in enumerate(rows):
-                    row.update({f"aesthetics_{axis}": float(d[axis][i]) for axis in ("CE", "CU", "PC", "PQ")})
-            elif name == "imagebind":
-                for row, c in zip(rows, d["cosine"].tolist()):
-                    row["imagebind_cosine"] = c
-            elif name == "desync":
-                for i, row in enumerate(rows):
-                    row.update(
-                        desync=float(d["desync"][i]),
-                        desync_offset_front=float(d["offset_front"][i]),
-                        desync_offset_back=float(d["offset_back"][i]),
-                    )
+            if name in CSV_COLUMNS:
+                stems = {i: s for s, i in self.stem_ids.items()}
+                rows = metric.per_sample()
+                for j, sample_id in enumerate(rows["ids"].tolist()):
+                    row = per.setdefault(stems[sample_id], {})
+                    for column, key in CSV_COLUMNS[name].items():
+                        value = rows[key][j]
+                        row[column] = value.item() if isinstance(value, Tensor) else value
+                for sample_id in d["skipped_ids"].tolist():
+                    per.setdefault(stems[sample_id], {})[f"{name}_skipped"] = "silent"
             for skip in self.skipped[name]:
                 per.setdefault(skip["stem"], {})[f"{name}_error"] = skip["error"]
         return values, details, per
@@ -964,7 +875,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     files = list_files(args.ref)
     broken: list[dict[str, str]] = []
     fd = FrechetAudioDistance(
-        protocol=args.protocol, backbone=build_passt(args), batch_size=args.batch_size, audio_length=args.duration
+        protocol=args.protocol, backbone=build_passt(args), batch_size=args.batch_size, duration=args.duration
     ).to(args.device)
 
     def load(stem: str) -> Clip | None:
@@ -995,7 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--protocol", default="fastvideo", choices=["fastvideo", "av-benchmark"])
+        p.add_argument("--protocol", default="fastvideo", choices=list(PROTOCOLS))
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         p.add_argument("--batch-size", type=int, default=8, help="files per metric update (default 8)")
         p.add_argument("--num-workers", type=int, default=2, help="decoder threads (default 2)")
@@ -1003,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--duration",
             type=float,
-            help="av-benchmark --audio_length in seconds (FD/KL/IB/DeSync window; default 8); av-benchmark only",
+            help="av-benchmark --audio_length in seconds (FD/KL/CLAP/IB/DeSync window; default 8); av-benchmark only",
         )
         p.add_argument("--random-weights", choices=["full", "tiny"], help=argparse.SUPPRESS)
 
@@ -1056,8 +967,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise CLIError("--batch-size must be >= 1")
-        if args.duration is not None and args.protocol != "av-benchmark":
-            raise CLIError("--duration applies to --protocol av-benchmark only ('fastvideo' uses whole clips)")
+        if args.duration is not None and get_protocol(args.protocol).duration is None:
+            raise CLIError(f"--duration applies to --protocol av-benchmark only ({args.protocol!r} uses whole clips)")
         if args.command == "evaluate":
             doc = run_evaluate(args)
             write_outputs(doc, Path(args.out), Path(args.csv) if args.csv else None)
