@@ -15,6 +15,9 @@ from torchmetrics_av import (
     DeSync,
     FrechetAudioDistance,
     ImageBindScore,
+    InceptionScore,
+    KernelAudioDistance,
+    KLDivergence,
     PaSSTKLDivergence,
     SpeechWordErrorRate,
 )
@@ -28,6 +31,9 @@ ALL = [
     SpeechWordErrorRate,
     ImageBindScore,
     DeSync,
+    KLDivergence,
+    InceptionScore,
+    KernelAudioDistance,
 ]
 BAD_RATES = [0, -16000, 22050.5, "16000", True, float("nan"), [16000, 0], []]
 BAD_FPS = [0, -25.0, float("nan"), float("inf"), "25", True, [25.0, 0]]
@@ -68,7 +74,7 @@ def test_protocol_backbone_and_weights_are_checked(cls):
     with pytest.raises(ValueError, match=r"`protocol` must be one of \('fastvideo', 'av-benchmark'\)"):
         cls(protocol="mmaudio")
     with pytest.raises(ValueError, match="`backbone` must be a torch.nn.Module"):
-        cls(backbone="passt")
+        cls(backbone=object())  # FrechetAudioDistance also takes a backbone by name ("passt", "panns", "vggish")
     with pytest.raises(ValueError, match="`weights` must be a local checkpoint path"):
         cls(weights=3)
 
@@ -81,6 +87,9 @@ def test_protocol_backbone_and_weights_are_checked(cls):
         (PaSSTKLDivergence, "batch_size"),
         (CLAPScore, "batch_size"),
         (ImageBindScore, "clip_batch_size"),
+        (KLDivergence, "batch_size"),
+        (InceptionScore, "batch_size"),
+        (KernelAudioDistance, "batch_size"),
     ],
     ids=lambda x: getattr(x, "__name__", x),
 )
@@ -114,7 +123,18 @@ def test_other_arguments_are_checked():
 
 
 @pytest.mark.parametrize(
-    "cls", [FrechetAudioDistance, PaSSTKLDivergence, CLAPScore, ImageBindScore, DeSync], ids=lambda c: c.__name__
+    "cls",
+    [
+        FrechetAudioDistance,
+        PaSSTKLDivergence,
+        CLAPScore,
+        ImageBindScore,
+        DeSync,
+        KLDivergence,
+        InceptionScore,
+        KernelAudioDistance,
+    ],
+    ids=lambda c: c.__name__,
 )
 def test_duration_is_one_rule_everywhere(cls):
     assert cls(protocol="av-benchmark").duration == 8.0
@@ -145,13 +165,16 @@ def test_deprecated_duration_aliases_warn():
     [
         (lambda: FrechetAudioDistance(), "hear21passt", "passt"),
         (lambda: PaSSTKLDivergence(), "hear21passt", "passt"),
+        (lambda: KLDivergence(), "hear21passt", "passt"),
+        (lambda: KernelAudioDistance(), "hear21passt", "passt"),
+        (lambda: InceptionScore(backbone="passt"), "hear21passt", "passt"),
         (lambda: CLAPScore(), "transformers", "clap"),
         (lambda: SpeechWordErrorRate(asr=fake_asr), "jiwer", "asr"),
         (lambda: SpeechWordErrorRate(), "whisper", "asr"),
         (lambda: AudioboxAesthetics(), "audiobox_aesthetics", "aesthetics"),
         (lambda: ImageBindScore(protocol="av-benchmark"), "torchvision", "video"),
     ],
-    ids=["fd", "kl", "clap", "wer-jiwer", "wer-whisper", "aesthetics", "imagebind"],
+    ids=["fd", "kl", "kl-any", "kad", "isc-passt", "clap", "wer-jiwer", "wer-whisper", "aesthetics", "imagebind"],
 )
 def test_missing_extra_fails_at_construction_with_the_pip_command(monkeypatch, make, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # find_spec -> None, as when the package is not installed
