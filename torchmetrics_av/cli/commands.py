@@ -1,4 +1,4 @@
-"""The subcommands of ``torchmetrics-av``: :data:`SUBCOMMANDS` (``evaluate``, ``reference``).
+"""The subcommands of ``torchmetrics-av``: :data:`SUBCOMMANDS` (``evaluate``, ``reference``, ``demo``).
 
 A new subcommand is one :class:`~torchmetrics_av.cli.parser.Subcommand` row appended to :data:`SUBCOMMANDS`: its
 options and a runner returning the exit code. The checkpoint tools (``download`` / ``weights --check``, logic in
@@ -8,7 +8,7 @@ options and a runner returning the exit code. The checkpoint tools (``download``
 Example:
     >>> from torchmetrics_av.cli.commands import SUBCOMMANDS
     >>> [c.name for c in SUBCOMMANDS]
-    ['evaluate', 'reference']
+    ['evaluate', 'reference', 'demo']
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whisper-model", default="base", help="official Whisper model for WER (default: base)")
     p.add_argument("--out", default="results.json", help="JSON output path (default: results.json)")
     p.add_argument("--csv", help="per-sample CSV output path")
+    p.add_argument("--report", help="self-contained HTML report path (plots, worst samples, provenance)")
     add_model_options(p)
 
 
@@ -59,6 +60,10 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     _banner(args)
     doc, failed = run_evaluate(args)
     write_outputs(doc, Path(args.out), Path(args.csv) if args.csv else None)
+    if getattr(args, "report", None):
+        from torchmetrics_av.report import write_report
+
+        write_report(doc, doc["per_sample"], Path(args.report))
     _banner(args)
     warn(doc["files"])
     for name, value in doc["metrics"].items():
@@ -84,7 +89,24 @@ def run_reference_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    from torchmetrics_av.demo import DEFAULT_OUT_DIR
+
+    p.add_argument("--out", default=DEFAULT_OUT_DIR, help=f"output folder (default: ./{DEFAULT_OUT_DIR})")
+    add_model_options(p)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """``demo``: every metric on the bundled clips; results.json, per_sample.csv and report.html in ``--out``."""
+    from torchmetrics_av.demo import run_demo_command as run
+
+    return run(args)
+
+
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand("evaluate", "score a folder of generated audio or videos", _evaluate_arguments, run_evaluate_command),
     Subcommand("reference", "write FD reference statistics of a folder", _reference_arguments, run_reference_command),
+    Subcommand(
+        "demo", "run every metric on the bundled demo clips and write a report", _demo_arguments, run_demo_command
+    ),
 ]
