@@ -259,3 +259,36 @@ def test_directions_match_the_metric_classes():
         metric = spec.build(random_backbone(spec.backbone, "tiny", "fastvideo"), args)
         assert HIGHER_IS_BETTER[name] is metric.higher_is_better, name
 
+
+def test_evaluate_writes_the_report(tmp_path):
+    """`torchmetrics-av evaluate --report`: the report of the run's own document, worst KL first."""
+    import numpy as np
+    import soundfile
+
+    from torchmetrics_av.cli import main
+
+    rng = np.random.default_rng(0)
+    for folder in ("gen", "ref"):
+        (tmp_path / folder).mkdir()
+        for i in range(4):
+            wave = (rng.standard_normal(16000) * 0.1 * (i + 1)).astype(np.float32)
+            soundfile.write(tmp_path / folder / f"clip{i}.wav", wave, 16000, subtype="FLOAT")
+    out, report = tmp_path / "r.json", tmp_path / "r.html"
+    argv = [
+        "evaluate",
+        "--gen",
+        str(tmp_path / "gen"),
+        "--ref",
+        str(tmp_path / "ref"),
+        "--metrics",
+        "fd_passt,kl_passt",
+    ]
+    argv += ["--random-weights", "tiny", "--device", "cpu", "--out", str(out), "--report", str(report)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    by_kl = sorted(doc["per_sample"].values(), key=lambda r: -r["kl_passt"])
+    page = _parse(report.read_text(encoding="utf-8"))
+    assert [r[1] for r in page.tables["kl_passt (↓ lower is better)"][1:]] == [r["file"] for r in by_kl]
+    corpus = {r[0]: r for r in page.tables["Corpus values"][1:]}
+    assert float(corpus["fd_passt"][1]) == pytest.approx(doc["metrics"]["fd_passt"], rel=1e-5)
+    assert "RANDOM WEIGHTS (tiny)" in report.read_text(encoding="utf-8")
