@@ -461,3 +461,11 @@ def test_default_metric_without_usable_samples_is_null(tmp_path, capsys):
     # Asked for explicitly, the same situation is an error.
     assert main([*argv, "--metrics", "desync"]) == 2
     assert "desync: " in capsys.readouterr().err
+
+
+def test_random_weights_is_a_documented_option(capsys):
+    for command in ("evaluate", "reference"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert "--random-weights {tiny,full}" in help_text and "RANDOM WEIGHTS banner" in help_text
