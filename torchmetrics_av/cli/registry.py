@@ -31,7 +31,7 @@ from typing import Any
 from torch import nn
 
 from torchmetrics_av.cli.errors import CLIError
-from torchmetrics_av.cli.feeds import AudioVideo, Feed, GeneratedAudio, Paired, Unpaired, WithText
+from torchmetrics_av.cli.feeds import AudioVideo, Feed, FeedContext, GeneratedAudio, Paired, Unpaired, WithText
 
 Builder = Callable[[nn.Module, argparse.Namespace], Any]
 
@@ -149,7 +149,7 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
-def select_metrics(requested: str, ctx: Any) -> list[str]:
+def select_metrics(requested: str, ctx: FeedContext) -> list[str]:
     """The metric names of a run: ``"auto"`` picks every available metric the inputs allow, in :data:`METRICS` order.
 
     Args:

@@ -28,15 +28,27 @@ from torch import Tensor
 from torchmetrics_av.cli.backbones import build_backbones
 from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.cli.feeds import FeedContext
-from torchmetrics_av.cli.inputs import Clip, Inventory, Item, Progress, batches, bounded_map, list_files, read_clip
+from torchmetrics_av.cli.inputs import (
+    Clip,
+    Inventory,
+    Item,
+    Progress,
+    Texts,
+    batches,
+    bounded_map,
+    list_files,
+    read_clip,
+)
 from torchmetrics_av.cli.inputs import read_texts as _read_texts
 from torchmetrics_av.cli.registry import METRICS, MetricSpec, select_metrics
 
 # The metric whose reference statistics `torchmetrics-av reference` writes and `evaluate --ref-stats` reads.
 REFERENCE_METRIC = "fd_passt"
 # Keys of `files` in the JSON: generated stems without a text of a kind, and texts without a generated stem.
-TEXT_REPORT_KEYS = {"prompts": ("without_prompt", "unused_prompts"), "transcripts": ("without_transcript",
-                    "unused_transcripts")}  # fmt: skip
+TEXT_REPORT_KEYS = {
+    "prompts": ("without_prompt", "unused_prompts"),
+    "transcripts": ("without_transcript", "unused_transcripts"),
+}
 
 
 def json_value(v: Any) -> Any:
@@ -98,7 +110,19 @@ class MetricRun:
     fed: list[int] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
 
-    def feed(self, call: Callable[[list[Item]], None], items: list[Item]) -> None:
+    def feed_batch(self, batch: list[Item], ctx: FeedContext) -> None:
+        """Feed the items of a batch of generated files that this metric takes."""
+        feed = self.spec.feed
+        self._feed(lambda items: feed.update(self.metric, items, ctx), feed.select(batch, ctx))
+
+    def feed_refs(self, clips: list[Clip]) -> None:
+        """Feed references without a generated file (unpaired feeds only)."""
+        feed: Any = self.spec.feed
+        self._feed(
+            lambda items: feed.update_refs(self.metric, [it.gen for it in items]), [Item(c.stem, c) for c in clips]
+        )
+
+    def _feed(self, call: Callable[[list[Item]], None], items: list[Item]) -> None:
         """``call(items)`` in one go, as the Python API would; if it raises, restore and retry one file at a time."""
         if not items:
             return
@@ -200,49 +224,78 @@ def _load_ref(inv: Inventory) -> Callable[[str], Clip | None]:
     return load
 
 
-def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    """Compute the metrics; return the JSON document and the names of requested metrics that gave no value."""
-    from torchmetrics_av import __version__
-
-    inv = Inventory(gen=list_files(args.gen, "--gen"), ref=list_files(args.ref, "--ref") if args.ref else {})
-    texts = {kind: _read_texts(path, kind) for kind in TEXT_REPORT_KEYS if (path := getattr(args, kind, None))}
-    ctx = FeedContext(inv, texts, ref_stats=bool(args.ref_stats))
-    wanted = select_metrics(args.metrics, ctx)
-    backbones = build_backbones((METRICS[n].backbone for n in wanted), args)
+def _open(names: Sequence[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, MetricRun]]:
+    """The backbones (each once, every missing checkpoint listed together) and a :class:`MetricRun` per metric."""
+    backbones = build_backbones((METRICS[n].backbone for n in names), args)
     runs: dict[str, MetricRun] = {}
-    for name in wanted:
+    for name in names:
         spec = METRICS[name]
         try:
             runs[name] = MetricRun(name, spec, spec.build(backbones[spec.backbone], args).to(args.device))
         except ValueError as err:
             raise CLIError(f"{name}: {err}") from err
+    return backbones, runs
+
+
+def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Compute the metrics; return the JSON document and the names of requested metrics that gave no value."""
+    inv = Inventory(gen=list_files(args.gen, "--gen"), ref=list_files(args.ref, "--ref") if args.ref else {})
+    texts = {kind: _read_texts(path, kind) for kind in TEXT_REPORT_KEYS if (path := getattr(args, kind, None))}
+    ctx = FeedContext(inv, texts, ref_stats=bool(args.ref_stats))
+    backbones, runs = _open(select_metrics(args.metrics, ctx), args)
     reads_refs = any(r.spec.feed.reads_refs(ctx) for r in runs.values())
     ref_pass = [r for r in runs.values() if r.spec.feed.unpaired_refs and r.spec.feed.reads_refs(ctx)]
     frames = any(r.spec.feed.needs_frames for r in runs.values())
-    rates: dict[str, set[int]] = {"gen": set(), "ref": set()}
-    fps: set[float] = set()
+    seen = _Seen()
     orphans: list[str] = []  # paired references whose generated file is broken: still FD references
 
     progress = Progress(len(inv.gen) + (len(inv.unmatched_ref) if ref_pass else 0), "evaluate")
     load = _decoder(inv, reads_refs, frames, orphans)
     # Paired stems and the others are batched apart (as a user of the Python API would feed pairs, then the rest).
     for batch in (b for group in (inv.paired, inv.unmatched_gen) for b in _batched(load, group, progress, args)):
-        rates["gen"].update(it.gen.sample_rate for it in batch)
-        rates["ref"].update(it.ref.sample_rate for it in batch if it.ref is not None)
-        fps.update(it.gen.fps for it in batch if it.gen.fps is not None)
+        seen.add(batch)
         for run in runs.values():
-            run.feed(lambda items, r=run: r.spec.feed.update(r.metric, items, ctx), run.spec.feed.select(batch, ctx))
+            run.feed_batch(batch, ctx)
         progress.advance(len(batch))
     if ref_pass:
         rest = sorted([*inv.unmatched_ref, *orphans])
         progress.grow(len(orphans))
         for clips in _batched(_load_ref(inv), rest, progress, args):
-            rates["ref"].update(c.sample_rate for c in clips)
-            items = [Item(c.stem, c) for c in clips]
+            seen.refs.update(c.sample_rate for c in clips)
             for run in ref_pass:
-                run.feed(lambda its, r=run: r.spec.feed.update_refs(r.metric, [i.gen for i in its]), items)
+                run.feed_refs(clips)
             progress.advance(len(clips))
     progress.close()
+    doc = _document(args, inv, texts, backbones, runs, seen, frames)
+    failed = [name for name, v in doc["metrics"].items() if v is None and args.metrics != "auto"]
+    return doc, failed
+
+
+@dataclass
+class _Seen:
+    """Sample rates and frame rates of the files scored (for the provenance)."""
+
+    gen: set[int] = field(default_factory=set)
+    refs: set[int] = field(default_factory=set)
+    fps: set[float] = field(default_factory=set)
+
+    def add(self, batch: list[Item]) -> None:
+        self.gen.update(it.gen.sample_rate for it in batch)
+        self.refs.update(it.ref.sample_rate for it in batch if it.ref is not None)
+        self.fps.update(it.gen.fps for it in batch if it.gen.fps is not None)
+
+
+def _document(
+    args: argparse.Namespace,
+    inv: Inventory,
+    texts: dict[str, Texts],
+    backbones: dict[str, Any],
+    runs: dict[str, MetricRun],
+    seen: _Seen,
+    frames: bool,
+) -> dict[str, Any]:
+    """The JSON document: corpus values, details, provenance, what was (not) used, one row per generated file."""
+    from torchmetrics_av import __version__
 
     values: dict[str, Any] = {}
     details: dict[str, Any] = {}
@@ -258,8 +311,7 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         row: dict[str, Any] = {"file": inv.gen[stem].name}
         if str(inv.gen[stem]) in broken_files:
             row["error"] = broken_files[str(inv.gen[stem])]
-        row.update(per_file.get(stem, {}))
-        rows_out[stem] = row
+        rows_out[stem] = {**row, **per_file.get(stem, {})}
     files: dict[str, Any] = {
         "n_gen": len(inv.gen),
         "n_gen_videos": len(inv.gen_videos),
@@ -276,56 +328,45 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     files["audio_only_gen"] = sorted(set(inv.gen) - set(inv.gen_videos)) if frames else []
     files["broken"] = inv.broken
     files["skipped"] = {name: run.skipped for name, run in runs.items() if run.skipped}
-    doc = {
-        "metrics": values,
-        "details": details,
-        "provenance": {
-            "library_version": __version__,
-            "torch_version": torch.__version__,
-            "protocol": args.protocol,
-            "duration_s": args.duration,
-            "backbones": {type(bb).__name__: getattr(bb, "checkpoint_id", "unknown") for bb in backbones.values()},
-            "random_weights": args.random_weights or False,
-            "sample_rates": {k: sorted(v) for k, v in rates.items()},
-            "video_fps": sorted(fps),
-            "device": str(args.device),
-            "batch_size": args.batch_size,
-            "whisper_model": args.whisper_model if "whisper" in backbones else None,
-            "gen_dir": str(args.gen),
-            "ref_dir": str(args.ref) if args.ref else None,
-            "ref_stats": str(args.ref_stats) if args.ref_stats else None,
-            "prompts": str(args.prompts) if args.prompts else None,
-            "transcripts": str(args.transcripts) if args.transcripts else None,
-        },
-        "files": files,
-        "per_sample": rows_out,
+    provenance = {
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "protocol": args.protocol,
+        "duration_s": args.duration,
+        "backbones": {type(bb).__name__: getattr(bb, "checkpoint_id", "unknown") for bb in backbones.values()},
+        "random_weights": args.random_weights or False,
+        "sample_rates": {"gen": sorted(seen.gen), "ref": sorted(seen.refs)},
+        "video_fps": sorted(seen.fps),
+        "device": str(args.device),
+        "batch_size": args.batch_size,
+        "whisper_model": args.whisper_model if "whisper" in backbones else None,
+        "gen_dir": str(args.gen),
+        "ref_dir": str(args.ref) if args.ref else None,
+        "ref_stats": str(args.ref_stats) if args.ref_stats else None,
+        "prompts": str(args.prompts) if args.prompts else None,
+        "transcripts": str(args.transcripts) if args.transcripts else None,
     }
-    failed = [name for name, v in values.items() if v is None and args.metrics != "auto"]
-    return doc, failed
+    return {"metrics": values, "details": details, "provenance": provenance, "files": files, "per_sample": rows_out}
 
 
 def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     """Embed a reference folder and write the FD statistics to ``--out``."""
     files = list_files(args.ref, "--ref")
     inv = Inventory(gen={}, ref=files)
-    spec = METRICS[REFERENCE_METRIC]
-    backbones = build_backbones([spec.backbone], args)
-    try:
-        metric = spec.build(backbones[spec.backbone], args).to(args.device)
-    except ValueError as err:
-        raise CLIError(f"{REFERENCE_METRIC}: {err}") from err
-    run = MetricRun(REFERENCE_METRIC, spec, metric)
+    _, runs = _open([REFERENCE_METRIC], args)
+    run = runs[REFERENCE_METRIC]
     progress = Progress(len(files), "reference")
     for clips in _batched(_load_ref(inv), sorted(files), progress, args):
-        items = [Item(c.stem, c) for c in clips]
-        run.feed(lambda its: spec.feed.update_refs(metric, [i.gen for i in its]), items)  # type: ignore[attr-defined]
+        run.feed_refs(clips)
         progress.advance(len(clips))
     progress.close()
     try:
-        metric.save_reference_stats(args.out)
+        run.metric.save_reference_stats(args.out)
     except ValueError as err:
         raise CLIError(str(err)) from err
-    n_ref = len(files) - len(inv.broken) - len(run.skipped)
-    broken = sorted(inv.broken, key=lambda b: b["file"])
-    return {"n_ref": n_ref, "broken": broken, "skipped": {REFERENCE_METRIC: run.skipped} if run.skipped else {},
-            "out": str(Path(args.out))}  # fmt: skip
+    return {
+        "n_ref": len(files) - len(inv.broken) - len(run.skipped),
+        "broken": sorted(inv.broken, key=lambda b: b["file"]),
+        "skipped": {REFERENCE_METRIC: run.skipped} if run.skipped else {},
+        "out": str(Path(args.out)),
+    }
