@@ -1,4 +1,5 @@
-"""Backbones, one file per model: ``PaSST``, ``CLAP``, ``ImageBind``, ``Synchformer``, ``Whisper``, ``Audiobox``.
+"""Backbones, one file per model: ``PaSST``, ``CLAP``, ``ImageBind``, ``Synchformer``, ``Whisper``, ``Audiobox``,
+``MSCLAP``.
 
 Each takes ``(weights=None, pretrained=True, ...)``; ``pretrained=False`` builds the architecture without network.
 ``.model`` has exactly the official checkpoint's ``state_dict`` keys and shapes. Imported lazily.
@@ -21,6 +22,13 @@ _EXPORTS = {
     "Synchformer": "torchmetrics_av.backbones.synchformer",
     "Whisper": "torchmetrics_av.backbones.whisper",
     "Audiobox": "torchmetrics_av.backbones.audiobox",
+    "MSCLAP": "torchmetrics_av.backbones.msclap",
+    "PANNs": "torchmetrics_av.backbones.panns",
+    "VGGish": "torchmetrics_av.backbones.vggish",
+    "ASRBackbone": "torchmetrics_av.backbones.asr",
+    "HFWhisper": "torchmetrics_av.backbones.hf_whisper",
+    "GLMASR": "torchmetrics_av.backbones.glm_asr",
+    "SenseVoice": "torchmetrics_av.backbones.sensevoice",
 }
 
 __all__ = list(_EXPORTS)

@@ -14,6 +14,7 @@ _EXPORTS = {
     "frechet_distance_from_features": "torchmetrics_av.functional.fad",
     "gaussian_from_sums": "torchmetrics_av.functional.fad",
     "kl_divergence_from_logits": "torchmetrics_av.functional.kl",
+    "inception_score": "torchmetrics_av.functional.isc",
     "speech_word_error_rate": "torchmetrics_av.functional.wer",
     "normalize_text": "torchmetrics_av.functional.wer",
     "score_transcript": "torchmetrics_av.functional.wer",
