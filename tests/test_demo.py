@@ -122,6 +122,29 @@ def test_offline_without_checkpoints_falls_back_to_random_weights(recorded, tmp_
     assert "imagebind_huge.pth" in (tmp_path / "D" / "report.html").read_text()
 
 
+def test_failed_downloads_fall_back_with_the_reason(recorded, tmp_path, monkeypatch, capsys):
+    import torchmetrics_av.downloads as downloads
+    from torchmetrics_av.weights import select_checkpoints
+
+    for name in ("TORCHMETRICS_AV_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    asked = []
+
+    def no_network(names, weights_dir=None, **kw):
+        asked.extend(names)
+        error = "URLError: <urlopen error [Errno -2] Name or service not known>"
+        return [downloads.Row(c.name, tmp_path / c.filename, "failed", error=error) for c in select_checkpoints(names)]
+
+    monkeypatch.setattr(downloads, "download", no_network)
+    assert main(["demo", "--out", str(tmp_path / "D"), "--weights-dir", str(tmp_path), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(RANDOM_WEIGHTS_BANNER) == 1 and "passt-s-f128-p16-s10-ap.476-swa.pt" in err
+    n_failed = len(select_checkpoints(asked))  # every file the fake was asked for failed
+    assert f"Download failed for {n_failed} file(s), e.g. passt_s_swa_p16_128_ap476: URLError" in err
+    assert "passt_s_swa_p16_128_ap476" in asked and "synchformer_24-01-04T16-39-21" in asked
+    assert [a.random_weights for a in recorded] == ["tiny"] and recorded[0].weights_dir == str(tmp_path)
+
+
 def test_official_weights_when_present(recorded, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "missing_weights", lambda *a: [])
     assert main(["demo", "--out", str(tmp_path / "D"), "--device", "cpu", "--protocol", "av-benchmark"]) == 0

@@ -63,16 +63,20 @@ def demo_metrics() -> list[str]:
     return [name for name, spec in METRICS.items() if spec.unavailable() is None]
 
 
-def _checkpoint_groups(metrics: list[str], protocol: str) -> tuple[list[str], list[str]]:
-    """The :data:`torchmetrics_av.weights.GROUPS` names of the metrics' backbones, and the backbones not in it."""
+def _checkpoint_groups(metrics: list[str], protocol: str) -> list[str]:
+    """The :data:`torchmetrics_av.weights.GROUPS` names of the metrics' backbones.
+
+    A backbone without a group is left out of this check; a checkpoint it misses is caught when it loads.
+    """
     from torchmetrics_av.weights import GROUPS
 
-    groups, unknown = [], []
+    groups = []
     for backbone in dict.fromkeys(METRICS[m].backbone for m in metrics):
         # CLAP's checkpoint depends on the protocol; the CLI's WER runs openai-whisper `--whisper-model base`.
         group = {"clap": f"clap-{protocol}", "whisper": "whisper"}.get(backbone, backbone)
-        (groups if group in GROUPS else unknown).append(group)
-    return groups, unknown
+        if group in GROUPS:
+            groups.append(group)
+    return groups
 
 
 def missing_weights(metrics: list[str], protocol: str, weights_dir: str | None, download: bool) -> list[str]:
@@ -89,14 +93,19 @@ def missing_weights(metrics: list[str], protocol: str, weights_dir: str | None, 
     """
     from torchmetrics_av.weights import is_offline, missing_checkpoints, missing_message
 
-    groups, _ = _checkpoint_groups(metrics, protocol)
+    groups = _checkpoint_groups(metrics, protocol)
     missing = missing_checkpoints(groups, weights_dir)
+    failed: list[str] = []
     if missing and download and not is_offline():
         from torchmetrics_av.downloads import download as fetch
 
-        fetch(sorted({c.name for c in missing}), weights_dir)
+        failed = [f"{r.name}: {r.error}" for r in fetch(sorted({c.name for c in missing}), weights_dir) if not r.ok]
         missing = missing_checkpoints(groups, weights_dir)
-    return missing_message(missing, weights_dir).splitlines() if missing else []
+    if not missing:
+        return []
+    # One network failure usually hits every file (each message holds its URL): the count and the first one.
+    reason = [f"Download failed for {len(failed)} file(s), e.g. {failed[0]}"] if failed else []
+    return missing_message(missing, weights_dir).splitlines() + reason
 
 
 def _evaluate_args(data: Path, out: Path, random_weights: str | None, options: dict[str, Any]) -> Any:
