@@ -3,7 +3,8 @@
 :data:`CHECKPOINTS` lists every file a backbone can load, as published: URL or hub ``repo@revision`` + file name,
 size, digest (SHA-256 or MD5), who publishes that digest and where, and the licence. ``python -m
 torchmetrics_av.weights --markdown`` prints it as the README's weights table. Backbones look their record up with
-:func:`checkpoint` and call :func:`resolve_checkpoint`; the rules are the same for all of them:
+:func:`checkpoint` and call :func:`resolve_checkpoint` (several files at once: :func:`resolve_files`; a
+``from_pretrained`` folder or hub snapshot of the table: :func:`resolve_folder`); the rules are the same for all:
 
 1. ``weights=`` given: that local file (or directory) is used as it is. A missing path is an error, never a download.
 2. Otherwise the file is looked up in the cache directory ``$TORCHMETRICS_AV_CACHE`` (default
@@ -18,7 +19,8 @@ torchmetrics_av.weights --markdown`` prints it as the README's weights table. Ba
 
 A weights folder filled by :func:`torchmetrics_av.downloads.download` has exactly the cache layout, so it works both
 as ``$TORCHMETRICS_AV_CACHE`` and as the CLI's ``--weights-dir``. :func:`missing_checkpoints` lists what a folder
-lacks before anything is loaded.
+lacks before anything is loaded. A hub ``revision=`` other than the table's (:func:`at_revision`) is fetched into
+``<folder>@<revision>/`` and only checked against the SHA-256 recorded at its first download.
 
 Example:
     >>> import tempfile, torch
