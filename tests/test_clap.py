@@ -423,7 +423,7 @@ def test_load_from_pretrained_dir_and_state_dict_file(tmp_path):
 def test_offline_errors_name_the_file_and_the_argument(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCHMETRICS_AV_CACHE", str(tmp_path))
-    with pytest.raises(WeightsNotFoundError, match=re.escape(FASTVIDEO_REPO) + ".*weights="):
+    with pytest.raises(WeightsNotFoundError, match="(?s)" + re.escape(FASTVIDEO_REPO) + ".*weights="):
         CLAP(protocol="fastvideo")
     with pytest.raises(WeightsNotFoundError, match=re.escape(AVBENCH_CHECKPOINT.filename) + ".*weights="):
         CLAP(protocol="av-benchmark")

@@ -17,7 +17,7 @@ Layout of the folder (what ``download`` writes, and exactly what the cache ``$TO
     whisper-base/                                  HF Whisper (from_pretrained folder)
     audiobox-aesthetics/                           config.json + model.safetensors
     imagebind_huge.pth, synchformer_state_dict.pth, Cnn14_16k_mAP=0.438.pth, vggish-10086976.pth,
-    CLAP_weights_2023.pth, GLM-ASR-Nano-2512/, SenseVoiceSmall/, fsmn-vad/
+    CLAP_weights_2023.pth, r50k_base.tiktoken (MS-CLAP), GLM-ASR-Nano-2512/, SenseVoiceSmall/, fsmn-vad/
     <file>.sha256                                  the digests recorded at download (JSON), next to every file
 
 Shell (``python -m torchmetrics_av.downloads`` until the CLI wires ``download`` / ``check``)::
@@ -193,7 +193,23 @@ def _snapshot_files(ckpt: Checkpoint, mirror: str | None, timeout: float) -> lis
     return out
 
 
-def _download_snapshot(ckpt: Checkpoint, root: Path, mirror: str | None, progress: bool, timeout: float) -> list[Row]:
+def download_snapshot(
+    ckpt: Checkpoint,
+    root: str | os.PathLike,
+    mirror: str | None = None,
+    progress: bool = False,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> list[Row]:
+    """Fill ``<root>/<ckpt.filename>/`` with every file of a ``snapshot`` entry; its manifest once all verified.
+
+    The file list comes from ``<mirror>/<folder>/`` + the manifest there (``mirror`` default
+    ``$TORCHMETRICS_AV_MIRROR``), else from the hub's listing of ``hf_repo@revision`` with each LFS SHA-256.
+
+    Returns:
+        one :class:`Row` per file (one ``failed`` row when the listing itself failed).
+    """
+    root = Path(root)
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     folder = root / ckpt.filename
     try:
         files = _snapshot_files(ckpt, mirror, timeout)
@@ -259,7 +275,7 @@ def download(
     rows: list[Row] = []
     for ckpt in select_checkpoints(names, table):
         if ckpt.snapshot:
-            rows += _download_snapshot(ckpt, root, mirror, progress, timeout)
+            rows += download_snapshot(ckpt, root, mirror, progress, timeout)
         else:
             rows.append(_fetch(ckpt, root / ckpt.filename, ckpt.download_url(mirror), progress, timeout))
     return rows

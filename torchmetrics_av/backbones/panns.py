@@ -343,7 +343,7 @@ class PANNs(nn.Module):
         self.num_classes = num_classes
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(PANNS_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(PANNS_CHECKPOINT.name, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_panns_state_dict(path), strict=True)
             self.checkpoint_id = f"{PANNS_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()
