@@ -405,6 +405,11 @@ def test_whisper_batched_equals_one_at_a_time_and_metric_uses_it():
 # ---------------------------------------------------------------------------------------------------------------------
 # Whisper golden (base size, fill-v1)
 
+# openai-whisper's own log_mel_spectrogram moves with the CPU build (float32 STFT and filterbank kernels): against
+# the stored mel it differs by 4.4e-5 on one machine and 7.1e-5 on an AVX-512 one (where ours equals it bit for
+# bit), so the README's cross-implementation bound (atol 1e-4, HF extractor row) applies; tokens stay exact.
+WHISPER_MEL_ATOL = 1e-4
+
 
 @pytest.mark.slow
 def test_whisper_golden(tmp_path, fill_v1, monkeypatch):
@@ -435,7 +440,7 @@ def test_whisper_golden(tmp_path, fill_v1, monkeypatch):
     for w, ref in zip(waves, g["audio_16k"]):
         assert torch.equal(w, ref)  # soxr HQ is what librosa.load used
     mel = asr.log_mel(waves)
-    assert (mel - g["mel"]).abs().max() <= 1e-5
+    assert (mel - g["mel"]).abs().max() <= WHISPER_MEL_ATOL
     with torch.no_grad():
         enc = asr.model.encoder(mel)
         assert (enc[:, ::25] - g["encoder_output_sub"]).abs().max() <= 1e-4
