@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, PreTrainedTokenizerFast
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from tests.ddp import run_ddp
 from torchmetrics_av import CLAPScore
 from torchmetrics_av.backbones import CLAP
@@ -139,7 +139,7 @@ def laion_extras(unused_names: list[str]) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def golden():
-    return torch.load(golden_path("clap") / "clap_golden.pt", weights_only=True)
+    return load_golden("clap", "clap_golden.pt")
 
 
 def golden_wave(golden, clip: str) -> torch.Tensor:
