@@ -206,17 +206,26 @@ def test_offline_one_run_lists_every_missing_checkpoint(tmp_path, capsys, monkey
     argv += ["--metrics", ",".join(names), "--device", "cpu", "--out", str(tmp_path / "x.json")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{len(kinds)} checkpoint(s) missing" in err and "Traceback" not in err
+    # One list of every file of every backbone (missing_checkpoints), each with its URL, then the download command.
+    from torchmetrics_av.cli.backbones import BACKBONES
+    from torchmetrics_av.cli.parser import build_parser
+    from torchmetrics_av.weights import missing_checkpoints
+
+    args = build_parser().parse_args(argv)
+    files = {c.filename for k in kinds for c in missing_checkpoints(BACKBONES[k].checkpoints(args), tmp_path / "x")}
+    assert f"{len(files)} checkpoint files missing from {tmp_path / 'empty-cache'}:" in err and "Traceback" not in err
     for kind in kinds:
         entry, url = EXPECTED_MISSING[kind]
-        assert f"{kind}: " in err and entry in err and url in err, kind
-    assert err.count("--weights-dir entry:") == len(kinds)
-    # With an empty --weights-dir: the same list, each entry as it should be named there.
+        assert entry in err and url in err, kind
+    assert all(f"  {f}  (" in err for f in files)
+    assert f"torchmetrics-av download --weights-dir {tmp_path / 'empty-cache'} " in err
+    assert f"Needed by the backbones {', '.join(k for k in dict.fromkeys(METRICS[n].backbone for n in names))};" in err
+    # With an empty --weights-dir: the same list, in that folder.
     (tmp_path / "wd").mkdir()
     assert main([*argv, "--weights-dir", str(tmp_path / "wd")]) == 2
     err = capsys.readouterr().err
-    assert err.count("is not in --weights-dir") == len(kinds)
-    assert all(EXPECTED_MISSING[k][1] in err for k in kinds)
+    assert f"{len(files)} checkpoint files missing from {tmp_path / 'wd'}:" in err
+    assert all(f"  {f}  (" in err for f in files) and all(EXPECTED_MISSING[k][1] in err for k in kinds)
 
 
 def test_progress_advances_per_file(bad_folders, tmp_path, monkeypatch):

@@ -457,3 +457,24 @@ def test_offline_error_lists_every_missing_file_of_a_folder(offline, tmp_path, m
     for name in GROUPS["clap-fastvideo"]:
         assert checkpoint(name).filename in message and checkpoint(name).source in message
     assert f"download --weights-dir {tmp_path} clap-fastvideo" in message and "weights=" in message
+
+
+def test_cli_weights_dir_is_the_table_layout(offline, tmp_path):
+    """`torchmetrics-av evaluate --weights-dir DIR` offline reads DIR as `download` wrote it, verified by the table."""
+    import soundfile as sf
+
+    from torchmetrics_av.cli import main
+
+    wdir, _ = offline
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for stem in ("a", "b"):
+        sf.write(gen / f"{stem}.wav", (0.1 * torch.randn(16000, generator=rng)).numpy(), 16000)
+    texts = tmp_path / "t.json"
+    texts.write_text(json.dumps({"a": "one two", "b": "three"}))
+    out = tmp_path / "w.json"
+    argv = ["evaluate", "--gen", str(gen), "--transcripts", str(texts), "--metrics", "wer", "--device", "cpu"]
+    assert main([*argv, "--weights-dir", str(wdir), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["provenance"]["backbones"]["Whisper"].startswith("whisper-base@sha256:")  # the table entry, not a copy

@@ -20,10 +20,11 @@ Layout of the folder (what ``download`` writes, and exactly what the cache ``$TO
     CLAP_weights_2023.pth, r50k_base.tiktoken (MS-CLAP), GLM-ASR-Nano-2512/, SenseVoiceSmall/, fsmn-vad/
     <file>.sha256                                  the digests recorded at download (JSON), next to every file
 
-Shell (``python -m torchmetrics_av.downloads`` until the CLI wires ``download`` / ``check``)::
+Shell (``torchmetrics-av download`` / ``torchmetrics-av weights --check``; ``python -m torchmetrics_av.downloads
+download`` / ``check`` do the same)::
 
-    python -m torchmetrics_av.downloads download --weights-dir ~/ckpt av-benchmark wer   # login node
-    python -m torchmetrics_av.downloads check --weights-dir ~/ckpt                        # compute node
+    torchmetrics-av download --weights-dir ~/ckpt av-benchmark wer                        # login node
+    torchmetrics-av weights --check --weights-dir ~/ckpt                                  # compute node
     TORCHMETRICS_AV_OFFLINE=1 TORCHMETRICS_AV_CACHE=~/ckpt python train.py                # or --weights-dir ~/ckpt
 
 Wiring into an ``argparse`` CLI::
@@ -392,7 +393,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
-def _names(args: argparse.Namespace) -> list[str] | None:
+def names_from_args(args: argparse.Namespace) -> list[str] | None:
+    """The names a ``download`` / ``check`` command line selects (``--all`` adds ``"all"``; none = the defaults)."""
     names = list(args.names or [])
     if args.all:
         names.append("all")
@@ -406,13 +408,14 @@ def _report(rows: Sequence[Row]) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     """``download`` on parsed arguments: prints the table; exit code 1 when any file failed (all are listed)."""
-    rows = download(_names(args), args.weights_dir, mirror=args.mirror, progress=not args.quiet, timeout=args.timeout)
+    names = names_from_args(args)
+    rows = download(names, args.weights_dir, mirror=args.mirror, progress=not args.quiet, timeout=args.timeout)
     return _report(rows)
 
 
 def run_check(args: argparse.Namespace) -> int:
     """``check`` on parsed arguments: prints the table; exit code 1 when any file is missing or corrupt."""
-    return _report(check(args.weights_dir, _names(args)))
+    return _report(check(args.weights_dir, names_from_args(args)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -625,7 +625,7 @@ def _not_found(ckpt: Checkpoint, why: str) -> WeightsNotFoundError:
     err = WeightsNotFoundError(
         f"checkpoint {ckpt.filename!r} ({ckpt.name}) is not available: {why}. Download it from {ckpt.source} and pass "
         f"`weights=<path to {ckpt.filename}>`, or put it in the cache folder {cache_dir()} "
-        f"(set ${CACHE_ENV} to move it; `python -m torchmetrics_av.downloads download` fills a folder)."
+        f"(set ${CACHE_ENV} to move it; `torchmetrics-av download` fills a folder)."
     )
     err.why = why  # type: ignore[attr-defined]  # resolve_files lists the reasons of several files in one message
     return err
@@ -970,7 +970,7 @@ def _fetch_hint(missing: Sequence[Checkpoint], root: Path) -> str:
             names.append(group)
             left -= set(members)
     names += [n for n in known if n in left]
-    command = f"python -m torchmetrics_av.downloads download --weights-dir {root} {' '.join(names)}"
+    command = f"torchmetrics-av download --weights-dir {root} {' '.join(names)}"
     if len(known) < len(missing):
         return f"Fetch them (with internet): {command}; download the others from the URLs above"
     return f"Fetch them (with internet): {command}"
@@ -1146,7 +1146,7 @@ def missing_message(missing: Sequence[Checkpoint], weights_dir: str | os.PathLik
         >>> print(missing_message([checkpoint("imagebind_huge")], "/ckpt"))
         1 checkpoint file missing from /ckpt:
           imagebind_huge.pth  (https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth)
-        Fetch them (with internet): python -m torchmetrics_av.downloads download --weights-dir /ckpt imagebind_huge
+        Fetch them (with internet): torchmetrics-av download --weights-dir /ckpt imagebind_huge
     """
     root = cache_dir(weights_dir)
     lines = [f"{len(missing)} checkpoint file{'s' if len(missing) != 1 else ''} missing from {root}:"]
