@@ -70,9 +70,10 @@ def _clap_checkpoints(args: argparse.Namespace) -> list[str]:
 
 def _clap_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
     from torchmetrics_av.backbones.clap import FASTVIDEO_FOLDER, FASTVIDEO_REPO
+    from torchmetrics_av.protocols import get_protocol
 
     # A from_pretrained folder of laion/clap-htsat-fused (under the table's name or the repository's).
-    return (FASTVIDEO_FOLDER, FASTVIDEO_REPO) if args.protocol == "fastvideo" else ()
+    return (FASTVIDEO_FOLDER, FASTVIDEO_REPO) if get_protocol(args.protocol).clap_fusion else ()
 
 
 def _clap(path: Path | None, args: argparse.Namespace) -> nn.Module:
