@@ -164,6 +164,19 @@ def test_weights_dir_that_does_not_exist(bad_folders, tmp_path, capsys):
     argv = ["evaluate", "--gen", str(gen), "--weights-dir", str(tmp_path / "nope"), "--device", "cpu"]
     assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
     assert f"--weights-dir {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main([*argv[:-4], "--weights-dir", str(tmp_path / "file"), "--device", "cpu"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_output_folder_that_does_not_exist(bad_folders, tmp_path, capsys):
+    """Checked before any model is built or file decoded, not after the run."""
+    gen, ref = bad_folders
+    out = tmp_path / "no" / "r.json"
+    assert main(["evaluate", "--gen", str(gen), "--out", str(out), *TINY]) == 2
+    assert f"cannot write {out}: the folder {out.parent} does not exist" in capsys.readouterr().err
+    assert main(["reference", "--ref", str(ref), "--out", str(out), *TINY]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 # Every backbone's official entry and where it comes from (the issue: today one run names one missing checkpoint).

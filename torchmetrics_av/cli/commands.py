@@ -47,6 +47,13 @@ def _reference_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(ref_stats=None, whisper_model=None)
 
 
+def _check_outputs(*paths: str | None) -> None:
+    """Fail before scoring, not after, when an output cannot be written."""
+    for path in paths:
+        if path is not None and not Path(path).expanduser().resolve().parent.is_dir():
+            raise CLIError(f"cannot write {path}: the folder {Path(path).parent} does not exist")
+
+
 def _banner(args: argparse.Namespace) -> None:
     if args.random_weights:
         print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
@@ -57,6 +64,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from torchmetrics_av.cli.runner import run_evaluate
 
     check_args(args)
+    _check_outputs(args.out, args.csv)
     _banner(args)
     doc, failed = run_evaluate(args)
     write_outputs(doc, Path(args.out), Path(args.csv) if args.csv else None)
@@ -81,6 +89,7 @@ def run_reference_command(args: argparse.Namespace) -> int:
     from torchmetrics_av.cli.runner import run_reference
 
     check_args(args)
+    _check_outputs(args.out)
     _banner(args)
     summary = run_reference(args)
     _banner(args)
