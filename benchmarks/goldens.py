@@ -1,0 +1,299 @@
+"""The visible goldens as runnable cases: one metric on one golden's inputs, at a chosen device and precision.
+
+Each :class:`GoldenCase` builds the full-size backbone with the golden's fill-v1 weights, feeds the golden's clips
+through the public metric and returns the metric value, the backbone outputs it produced (the "embeddings", recorded
+by :class:`cases.ForwardSpy` on the methods the golden README says carry the model outputs) and the golden's own
+numbers with their README tolerances. ``gpu_check.py`` compares a CUDA float32 run with the golden (parity) and
+``bf16_shift.py`` a bf16 run with a float32 run (the shift).
+
+Golden data is read from ``tests/golden/<name>`` (the repo's copy), else from ``../shared/golden/<name>``
+(``TORCHMETRICS_AV_GOLDEN_DIR`` overrides it), the same order as ``tests/conftest.py``.
+
+Example:
+    >>> "fd_passt-fastvideo" in GOLDEN_CASES
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from benchmarks.cases import ForwardSpy, precision_kwargs, precision_scope, update_context
+
+REPO = Path(__file__).resolve().parents[1]
+REPO_GOLDEN_DIR = REPO / "tests" / "golden"
+SHARED_GOLDEN_DIR = Path(os.environ.get("TORCHMETRICS_AV_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+
+
+def golden_file(name: str, filename: str) -> Path:
+    """``tests/golden/<name>/<filename>``, else the shared copy; ``FileNotFoundError`` naming both when absent."""
+    for folder in (REPO_GOLDEN_DIR / name, SHARED_GOLDEN_DIR / name):
+        if (folder / filename).is_file():
+            return folder / filename
+    raise FileNotFoundError(
+        f"golden file {filename} of {name!r} is in neither {REPO_GOLDEN_DIR / name} nor {SHARED_GOLDEN_DIR / name}"
+    )
+
+
+@functools.cache
+def load_golden(name: str, filename: str) -> Any:
+    """``torch.load(weights_only=True)`` of a golden file (cached: several cases read the same file)."""
+    return torch.load(golden_file(name, filename), weights_only=True)
+
+
+def fill_v1() -> Callable[[nn.Module], nn.Module]:
+    """The fill-v1 rule: the repo's ``tests/fill_v1.py`` where present, else the shared golden folder's ``fill.py``."""
+    try:
+        from tests.fill_v1 import fill_v1 as fn
+    except ImportError as err:
+        shared = SHARED_GOLDEN_DIR / "fill.py"
+        if not shared.is_file():
+            raise FileNotFoundError(
+                f"neither tests/fill_v1.py nor {shared} exists: the fill-v1 rule is missing"
+            ) from err
+        sys.path.insert(0, str(SHARED_GOLDEN_DIR))
+        try:
+            from fill import fill_v1 as fn
+        finally:
+            sys.path.pop(0)
+    return fn
+
+
+@dataclasses.dataclass
+class GoldenResult:
+    """One run of a golden case.
+
+    Attributes:
+        value: the metric value(s), float64 ``(K,)`` on CPU (``K`` = 1, or the axes of a dict-valued metric).
+        embeddings: the recorded backbone outputs, flattened and concatenated, float64 on CPU.
+        reference_value: the golden's value(s) in the same order.
+        value_atol: the golden README's absolute tolerance on ``value`` (``value_rtol`` relative, where it gives one).
+        reference_embeddings, embeddings_atol: the golden's embeddings in the order of ``parity_embeddings`` and
+            their tolerance; ``None`` where the case has no such comparison.
+        parity_embeddings: embeddings of the golden's clips in the order of ``reference_embeddings``.
+    """
+
+    value: Tensor
+    embeddings: Tensor
+    reference_value: Tensor
+    value_atol: float = 0.0
+    value_rtol: float = 0.0
+    parity_embeddings: Tensor | None = None
+    reference_embeddings: Tensor | None = None
+    embeddings_atol: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GoldenCase:
+    """A metric on one golden: ``build()`` the filled backbone once, then ``run(backbone, device, precision)``."""
+
+    name: str
+    golden: str
+    build: Callable[[], nn.Module]
+    run: Callable[[nn.Module, torch.device, str], GoldenResult]
+    # Rough CPU cost (float32 seconds on 2 quiet cores), to pick the cheap ones in a dry run.
+    cpu_seconds: float
+
+
+def _flat(outputs: Sequence[Any]) -> Tensor:
+    parts: list[Tensor] = []
+    for out in outputs:
+        items = out if isinstance(out, list | tuple) else [out]
+        parts.extend(
+            t.detach().double().flatten().cpu() for t in items if isinstance(t, Tensor) and t.is_floating_point()
+        )
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def compare(result: GoldenResult, other: GoldenResult | None = None) -> dict[str, Any]:
+    """Max |Δ| of value and embeddings: against the golden (``other=None``) or against another run (the shift)."""
+    if other is not None:
+        n = min(result.embeddings.numel(), other.embeddings.numel())
+        same = result.embeddings.numel() == other.embeddings.numel()
+        return {
+            "value_max_abs_diff": float((result.value - other.value).abs().max()),
+            "value_max_rel_diff": float(
+                ((result.value - other.value).abs() / other.value.abs().clamp_min(1e-300)).max()
+            ),
+            "embeddings_max_abs_diff": float((result.embeddings[:n] - other.embeddings[:n]).abs().max()) if n else 0.0,
+            "embeddings_max_abs": float(other.embeddings.abs().max()) if n else 0.0,
+            "embeddings_count": int(other.embeddings.numel()),
+            "embeddings_aligned": same,
+        }
+    diff = (result.value - result.reference_value).abs()
+    allowed = result.value_atol + result.value_rtol * result.reference_value.abs()
+    out: dict[str, Any] = {
+        "value": result.value.tolist(),
+        "reference_value": result.reference_value.tolist(),
+        "value_max_abs_diff": float(diff.max()),
+        "value_atol": result.value_atol,
+        "value_rtol": result.value_rtol,
+        "value_ok": bool((diff <= allowed).all()),
+    }
+    if result.reference_embeddings is not None and result.parity_embeddings is not None:
+        ediff = float((result.parity_embeddings.double() - result.reference_embeddings.double()).abs().max())
+        out.update(
+            embeddings_max_abs_diff=ediff,
+            embeddings_atol=result.embeddings_atol,
+            embeddings_ok=ediff <= float(result.embeddings_atol or 0.0),
+        )
+    out["ok"] = out["value_ok"] and out.get("embeddings_ok", True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# PaSST: FD and KL, both protocols (golden README §7 tolerances)
+
+PASST_EMB_ATOL = 5e-5
+KL_SOFTMAX_ATOL = 1e-5
+FD_RTOL = {"fastvideo": 1e-6, "av-benchmark": 1e-4}
+_PASST_KEY = {"fastvideo": "fastvideo", "av-benchmark": "avbench"}
+
+
+def _passt_build() -> nn.Module:
+    from torchmetrics_av.backbones import PaSST
+
+    net = PaSST(pretrained=False, cache_size=0)  # no memo: FD and KL each run their own forwards
+    fill_v1()(net.model)
+    return net
+
+
+def _passt_clips() -> tuple[list[dict], list[dict]]:
+    g = load_golden("passt", "passt_golden.pt")
+    clips = {c["name"]: c for c in g["clips"]}
+    return [clips[a] for a, _ in g["pairs"]], [clips[b] for _, b in g["pairs"]]
+
+
+def _fd_run(protocol: str) -> Callable[[nn.Module, torch.device, str], GoldenResult]:
+    def run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+        from torchmetrics_av import FrechetAudioDistance
+
+        g = load_golden("passt", "passt_golden.pt")[_PASST_KEY[protocol]]
+        gens, refs = _passt_clips()
+        kw = precision_kwargs(FrechetAudioDistance, precision)
+        fd = FrechetAudioDistance(protocol=protocol, backbone=net, **kw).to(device)
+        with ForwardSpy(net, ["forward"]) as spy, update_context(FrechetAudioDistance, precision, device):
+            # One clip per update, generated then reference, so the recorded embeddings follow the golden's clips.
+            for c in gens:
+                fd.update(preds=[c["wave"]], sample_rate=c["sr"])
+            for c in refs:
+                fd.update(target=[c["wave"]], target_sample_rate=c["sr"])
+        value = torch.tensor([float(fd.compute())], dtype=torch.float64)
+        emb = torch.cat([call.output[0] for call in spy.calls]).cpu()
+        ref_emb = torch.stack([g["clips"][c["name"]]["embedding"] for c in gens + refs])
+        return GoldenResult(
+            value=value,
+            embeddings=_flat([call.output for call in spy.calls]),
+            reference_value=torch.tensor([g["fd"]["score"]], dtype=torch.float64),
+            value_rtol=FD_RTOL[protocol],
+            parity_embeddings=emb,
+            reference_embeddings=ref_emb,
+            embeddings_atol=PASST_EMB_ATOL,
+        )
+
+    return run
+
+
+def _kl_run(protocol: str) -> Callable[[nn.Module, torch.device, str], GoldenResult]:
+    def run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+        from torchmetrics_av import PaSSTKLDivergence
+
+        g = load_golden("passt", "passt_golden.pt")[_PASST_KEY[protocol]]
+        gens, refs = _passt_clips()
+        kw = precision_kwargs(PaSSTKLDivergence, precision)
+        kl = PaSSTKLDivergence(protocol=protocol, backbone=net, **kw).to(device)
+        with ForwardSpy(net, ["forward"]) as spy, update_context(PaSSTKLDivergence, precision, device):
+            kl.update(
+                [c["wave"] for c in gens],
+                [c["wave"] for c in refs],
+                sample_rate=[c["sr"] for c in gens],
+                target_sample_rate=[c["sr"] for c in refs],
+            )
+        value = torch.tensor([float(kl.compute())], dtype=torch.float64)
+        if protocol == "fastvideo":
+            ref = sum(p["kl_softmax"] for p in g["pairs"]) / len(g["pairs"])
+        else:
+            ref = g["kl_mean"]["kl_softmax"]
+        return GoldenResult(
+            value=value,
+            embeddings=_flat([call.output for call in spy.calls]),
+            reference_value=torch.tensor([ref], dtype=torch.float64),
+            value_atol=KL_SOFTMAX_ATOL,
+        )
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MS-CLAP (golden README §8 tolerances; tests/golden/msclap)
+
+MSCLAP_COSINE_ATOL = 1e-6
+MSCLAP_AUDIO_EMB_ATOL = 5e-5
+
+
+def _msclap_build() -> nn.Module:
+    from torchmetrics_av.backbones import MSCLAP
+
+    g = load_golden("msclap", "msclap_golden_trimmed.pt")
+    net = MSCLAP(pretrained=False, crop_seed=g["crop_seed"])
+    # fill-v1 on the root, then the torchlibrosa constant kernels put back (golden README).
+    keep = {k: v.clone() for k, v in net.model.state_dict().items() if k in g["constant_keys"]}
+    fill_v1()(net.model)
+    net.model.load_state_dict(keep, strict=False)
+    return net
+
+
+def _msclap_run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+    from torchmetrics_av.backbones.msclap import msclap_scores
+
+    g = load_golden("msclap", "msclap_golden_trimmed.pt")
+    pairs = g["pairs"]
+    clips = [g["clips"][c]["pcm16"].to(torch.float32) / 32768 for c, _ in pairs]
+    rates = [g["clips"][c]["sample_rate"] for c, _ in pairs]
+    texts = [g["texts"][t]["caption"] for _, t in pairs]
+    starts = [g["clips"][c]["crop_start"] for c, _ in pairs]
+    net.to(device)
+    # No metric class wraps MS-CLAP yet: msclap_scores is the per-pair number MS-CLAP-Score averages.
+    with ForwardSpy(net, ["audio_embedding", "text_embedding"]) as spy, precision_scope(precision, device):
+        cosine = msclap_scores(net, clips, rates, texts, crop_starts=starts)
+    audio = [c.output for c in spy.calls if c.method == "audio_embedding"]
+    return GoldenResult(
+        value=torch.tensor([float(cosine.double().mean())], dtype=torch.float64),
+        embeddings=_flat([c.output for c in spy.calls]),
+        reference_value=torch.tensor([g["score"]], dtype=torch.float64),
+        value_atol=MSCLAP_COSINE_ATOL,
+        parity_embeddings=torch.cat(audio).cpu(),
+        reference_embeddings=torch.stack([g["clips"][c]["audio_emb"] for c, _ in pairs]),
+        embeddings_atol=MSCLAP_AUDIO_EMB_ATOL,
+    )
+
+
+GOLDEN_CASES: dict[str, GoldenCase] = {
+    case.name: case
+    for case in [
+        GoldenCase("fd_passt-fastvideo", "passt", _passt_build, _fd_run("fastvideo"), 20),
+        GoldenCase("fd_passt-av-benchmark", "passt", _passt_build, _fd_run("av-benchmark"), 20),
+        GoldenCase("kl_passt-fastvideo", "passt", _passt_build, _kl_run("fastvideo"), 30),
+        GoldenCase("kl_passt-av-benchmark", "passt", _passt_build, _kl_run("av-benchmark"), 20),
+        GoldenCase("ms_clap", "msclap", _msclap_build, _msclap_run, 15),
+    ]
+}
+
+
+def build_all(names: Sequence[str]) -> dict[str, nn.Module]:
+    """One filled backbone per golden folder among ``names`` (cases of one golden share it)."""
+    built: dict[str, nn.Module] = {}
+    for name in names:
+        case = GOLDEN_CASES[name]
+        if case.golden not in built:
+            built[case.golden] = case.build()
+    return built
