@@ -352,7 +352,7 @@ def test_legacy_gpt2_buffers_are_checked_and_dropped(tmp_path, tiny):
 
 
 def test_checkpoint_record_and_offline_error(tmp_path, monkeypatch):
-    assert (MSCLAP_CHECKPOINT.hf_repo, MSCLAP_CHECKPOINT.hf_filename) == ("microsoft/msclap", "CLAP_weights_2023.pth")
+    assert (MSCLAP_CHECKPOINT.hf_repo, MSCLAP_CHECKPOINT.filename) == ("microsoft/msclap", "CLAP_weights_2023.pth")
     monkeypatch.setenv("TORCHMETRICS_AV_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError, match=r"CLAP_weights_2023\.pth.*weights="):
         MSCLAP(cache_dir=tmp_path, config=tiny_msclap_config())

@@ -23,6 +23,12 @@ _EXPORTS = {
     "Whisper": "torchmetrics_av.backbones.whisper",
     "Audiobox": "torchmetrics_av.backbones.audiobox",
     "MSCLAP": "torchmetrics_av.backbones.msclap",
+    "PANNs": "torchmetrics_av.backbones.panns",
+    "VGGish": "torchmetrics_av.backbones.vggish",
+    "ASRBackbone": "torchmetrics_av.backbones.asr",
+    "HFWhisper": "torchmetrics_av.backbones.hf_whisper",
+    "GLMASR": "torchmetrics_av.backbones.glm_asr",
+    "SenseVoice": "torchmetrics_av.backbones.sensevoice",
 }
 
 __all__ = list(_EXPORTS)

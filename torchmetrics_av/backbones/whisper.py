@@ -289,3 +289,19 @@ class Whisper(nn.Module):
             One ``strip()``-ped transcript per clip.
         """
         return [res.text for res in self.decode(audio, languages)]
+
+    def transcribe(
+        self,
+        waves: Sequence[Tensor],
+        languages: Sequence[str | None] | None = None,
+        force_language: bool = False,
+    ) -> list[str]:
+        """The common ASR interface (:class:`~torchmetrics_av.backbones.asr.ASRBackbone`).
+
+        ``force_language=True`` forwards the hints (each one naming a Whisper language forces it); ``False``
+        ignores them, so Whisper detects every clip's language.
+        """
+        from torchmetrics_av.backbones.asr import check_asr_inputs
+
+        waves, hints = check_asr_inputs(waves, languages)
+        return self.forward(waves, hints if force_language else None)

@@ -48,7 +48,7 @@ from torchmetrics_av.backbones.msclap.audio import (
 from torchmetrics_av.backbones.msclap.model import MSCLAPConfig, MSCLAPModel, pooled_positions
 from torchmetrics_av.backbones.msclap.tokenizer import GPT2_BPE, PAD_ID, TEXT_LEN, MSCLAPTokenizer
 from torchmetrics_av.preprocessing import AudioInput, as_clip_list, sample_rates
-from torchmetrics_av.weights import Checkpoint, file_digest, resolve_checkpoint
+from torchmetrics_av.weights import checkpoint, file_digest, resolve_checkpoint
 
 __all__ = [
     "GPT2_BPE",
@@ -69,13 +69,7 @@ __all__ = [
 
 # msclap CLAPWrapper: model_repo "microsoft/msclap", model_name["2023"]; MIT like the MS-CLAP repository. No revision
 # or SHA-256 is pinned (none is published); the digest of the first download is recorded and checked afterwards.
-MSCLAP_CHECKPOINT = Checkpoint(
-    name="msclap_2023",
-    filename="CLAP_weights_2023.pth",
-    hf_repo="microsoft/msclap",
-    hf_filename="CLAP_weights_2023.pth",
-    license="MIT",
-)
+MSCLAP_CHECKPOINT = checkpoint("msclap-2023")
 # Clips per audio forward (HTSAT-tiny at 256x256: a few tens of MB of activations per clip in float32).
 DEFAULT_BATCH_SIZE = 8
 # torch.cosine_similarity default eps, as av-benchmark calls it.

@@ -1,0 +1,181 @@
+"""The interface every speech recogniser of :class:`SpeechWordErrorRate` implements, and its shared input checks.
+
+An ASR backbone takes 16 kHz mono clips and returns one transcript per clip:
+``transcribe(waves, languages=None, force_language=False) -> list[str]``. ``languages`` are free-form hints (one per
+clip, ``None`` = unknown); ``force_language=True`` lets a backbone that can condition on a language do so, ``False``
+runs it exactly as FastVideo does (Whisper detects the language, SenseVoice gets ``"auto"``, GLM-ASR never takes a
+language). Backends: :class:`~torchmetrics_av.backbones.HFWhisper` (FastVideo's default ``"whisper"``),
+:class:`~torchmetrics_av.backbones.Whisper` (``"openai-whisper"``), :class:`~torchmetrics_av.backbones.GLMASR`
+(``"glm_asr"``), :class:`~torchmetrics_av.backbones.SenseVoice` (``"sensevoice"``).
+
+Example:
+    >>> import torch
+    >>> from torchmetrics_av.backbones.asr import ASRBackbone, check_asr_inputs
+    >>> class Echo:
+    ...     sample_rate = 16000
+    ...     def transcribe(self, waves, languages=None, force_language=False):
+    ...         waves, languages = check_asr_inputs(waves, languages)
+    ...         return [f"{w.numel()} samples" for w in waves]
+    >>> isinstance(Echo(), ASRBackbone), Echo().transcribe([torch.zeros(16000)])
+    (True, ['16000 samples'])
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from torchmetrics_av.weights import WeightsNotFoundError, cache_dir, is_offline
+
+# Every ASR front end here (Whisper log-mel, GLM-ASR's Whisper features, SenseVoice fbank) expects 16 kHz.
+ASR_SAMPLE_RATE = 16000
+
+
+@runtime_checkable
+class ASRBackbone(Protocol):
+    """A speech recogniser: 16 kHz mono clips -> one ``str`` per clip.
+
+    Attributes:
+        sample_rate: the rate ``transcribe`` expects (16000 for every backend here).
+    """
+
+    sample_rate: int
+
+    def transcribe(
+        self,
+        waves: Sequence[Tensor],
+        languages: Sequence[str | None] | None = None,
+        force_language: bool = False,
+    ) -> list[str]:
+        """Transcribe ``(T,)`` float clips at :attr:`sample_rate`; returns one ``strip()``-ped ``str`` per clip.
+
+        Args:
+            waves: 1-D float tensors, any lengths.
+            languages: one free-form hint per clip (``"en"``, ``"English"``, ``"zh-CN"``, ``None``), or ``None``.
+            force_language: condition the model on the hint where it can; ``False`` is FastVideo's behaviour.
+        """
+        ...
+
+
+def check_asr_inputs(
+    waves: Sequence[Tensor], languages: Sequence[str | None] | None = None
+) -> tuple[list[Tensor], list[str | None]]:
+    """Validate ASR inputs: a non-empty list of finite, non-empty 1-D tensors and one hint (or ``None``) per clip.
+
+    Returns:
+        ``(waves, languages)`` as lists, the waves as float32 tensors (devices unchanged).
+
+    Raises:
+        ValueError: naming the offending argument and index.
+    """
+    if isinstance(waves, Tensor) or not isinstance(waves, Sequence) or len(waves) == 0:
+        raise ValueError(f"`waves` must be a non-empty list of (T,) 16 kHz tensors, got {type(waves).__name__}")
+    out = []
+    for i, w in enumerate(waves):
+        if not isinstance(w, Tensor) or w.ndim != 1 or w.numel() == 0:
+            raise ValueError(f"`waves[{i}]` must be a non-empty (T,) 16 kHz tensor, got {w!r:.80}")
+        if not torch.isfinite(w).all():
+            raise ValueError(f"`waves[{i}]` contains NaN or Inf; clean the audio first")
+        out.append(w.to(torch.float32))
+    hints: list[str | None] = [None] * len(out) if languages is None else list(languages)
+    if len(hints) != len(out):
+        raise ValueError(f"`languages` has {len(hints)} entries for {len(out)} clips; give one per clip or None")
+    for i, h in enumerate(hints):
+        if h is not None and not isinstance(h, str):
+            raise ValueError(f"`languages[{i}]` must be a string or None, got {type(h).__name__}")
+    return out, hints
+
+
+def language_code(hint: str | None, codes: Iterable[str], aliases: dict[str, str] | None = None) -> str | None:
+    """Map a free-form hint to one of ``codes``, or ``None``.
+
+    Tried in order: the hint itself, ``aliases[hint]`` (e.g. Whisper's ``TO_LANGUAGE_CODE``: ``"english"`` ->
+    ``"en"``), and the part before ``-``/``_`` (``"zh-CN"`` -> ``"zh"``); all case-insensitive.
+
+    Example:
+        >>> language_code("zh-CN", ["en", "zh"]), language_code("English", ["en"], {"english": "en"})
+        ('zh', 'en')
+    """
+    if hint is None:
+        return None
+    allowed = set(codes)
+    key = hint.strip().lower()
+    candidates = [key, (aliases or {}).get(key), key.replace("_", "-").split("-")[0]]
+    return next((c for c in candidates if c in allowed), None)
+
+
+class HintWarner:
+    """Warn once per hint that a backbone cannot use (it then falls back to its own language detection)."""
+
+    def __init__(self, backbone: str) -> None:
+        self.backbone = backbone
+        self._seen: set[str] = set()
+
+    def __call__(self, hint: str) -> None:
+        """Emit the warning for ``hint`` unless it was already emitted."""
+        if hint not in self._seen:
+            self._seen.add(hint)
+            warnings.warn(
+                f"language hint {hint!r} is not a language of {self.backbone}; it will detect the language itself",
+                stacklevel=3,
+            )
+
+
+def resolve_snapshot(
+    repo: str,
+    revision: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    cache_dir_override: str | os.PathLike | None = None,
+    required: Sequence[str] = (),
+) -> Path:
+    """A local folder with a hub repository's files: ``weights`` if given, else the cache, else a download.
+
+    The cached copy lives in ``$TORCHMETRICS_AV_CACHE/hub-snapshots/<owner>--<name>@<revision>`` and is reused as it
+    is (hub repositories publish no digests for whole folders). Offline (``HF_HUB_OFFLINE=1`` or
+    ``TORCHMETRICS_AV_OFFLINE=1``) or on a network error the error names the repository and the ``weights=``
+    argument.
+
+    Args:
+        repo: ``owner/name`` on the Hugging Face hub.
+        revision: branch, tag or commit to download.
+        weights: a local folder chosen by the user, used as it is.
+        cache_dir_override: cache folder override (default ``$TORCHMETRICS_AV_CACHE``).
+        required: file names that must exist in the folder.
+
+    Raises:
+        WeightsNotFoundError: the folder does not exist, lacks a required file, or cannot be downloaded.
+    """
+    if weights is not None:
+        folder = Path(weights).expanduser()
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"`weights={str(weights)!r}` is not a folder (expected a snapshot of {repo})")
+    else:
+        safe_rev = re.sub(r"[^A-Za-z0-9._-]", "_", revision)
+        folder = cache_dir(cache_dir_override) / "hub-snapshots" / f"{repo.replace('/', '--')}@{safe_rev}"
+        if not (folder.is_dir() and any(folder.iterdir())):
+            hint = (
+                f"Download the repository {repo} (revision {revision}) from the Hugging Face hub and pass "
+                f"`weights=<its folder>`, or put it at {folder}"
+            )
+            if is_offline():
+                raise WeightsNotFoundError(f"{repo} is not cached and offline mode is on. {hint}.")
+            try:
+                from huggingface_hub import snapshot_download
+
+                snapshot_download(repo, revision=revision, local_dir=str(folder))
+            except Exception as err:  # noqa: BLE001 - hub errors have many types; all mean "not available"
+                raise WeightsNotFoundError(
+                    f"{repo} could not be downloaded ({type(err).__name__}: {err}). {hint}."
+                ) from err
+    missing = [name for name in required if not (folder / name).exists()]
+    if missing:
+        raise WeightsNotFoundError(f"{folder} is not a snapshot of {repo}: {missing} missing")
+    return folder
