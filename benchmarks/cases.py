@@ -42,6 +42,8 @@ DESYNC_SEGMENTS_PER_CLIP = 14
 # Greedy decoding length of the Whisper benchmark: random weights never emit end-of-text, so every clip decodes
 # exactly this many tokens and batched and per-clip runs do equal work.
 WHISPER_TOKENS = {"tiny": 4, "full": 32}
+# VGGish examples per 8 s clip: 0.96 s each, no overlap (vggish_params EXAMPLE_WINDOW/HOP_SECONDS).
+VGGISH_EXAMPLES_PER_CLIP = 8
 PROMPT = "a dog barks while a car passes by"
 TRANSCRIPT = "the quick brown fox jumps over the lazy dog"
 
@@ -136,7 +138,8 @@ class Call:
 class ForwardSpy:
     """Record the outermost calls of ``methods`` on ``backbone`` (instance-level wrappers, removed on exit).
 
-    Only outermost calls are kept, so a spied method that calls another spied method is counted once.
+    Only outermost calls are kept, so a spied method that calls another spied method is counted once. A dotted
+    name (``"model.forward"``) spies on a submodule's method.
 
     Example:
         >>> lin = torch.nn.Linear(2, 1)
@@ -170,12 +173,23 @@ class ForwardSpy:
 
     def __enter__(self) -> ForwardSpy:
         for name in self.methods:
-            setattr(self.backbone, name, self._wrap(name, getattr(self.backbone, name)))
+            owner, attr = _owner(self.backbone, name)
+            setattr(owner, attr, self._wrap(name, getattr(owner, attr)))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name in self.methods:
-            self.backbone.__dict__.pop(name, None)
+            owner, attr = _owner(self.backbone, name)
+            owner.__dict__.pop(attr, None)
+
+
+def _owner(backbone: nn.Module, name: str) -> tuple[Any, str]:
+    """``("model.forward")`` -> ``(backbone.model, "forward")``: the object that holds a (dotted) method."""
+    *path, attr = name.split(".")
+    owner: Any = backbone
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, attr
 
 
 # Autocast dtypes of the precision options (torchmetrics_av.precision where present).
@@ -231,7 +245,7 @@ def replay(
     """Run the recorded calls again (no autograd, like ``update()``, same precision) and return their outputs."""
     device = device if device is not None else torch.device("cpu")
     with torch.no_grad(), precision_scope(precision, device):
-        return [getattr(backbone, c.method)(*c.args, **c.kwargs) for c in calls]
+        return [getattr(*_owner(backbone, c.method))(*c.args, **c.kwargs) for c in calls]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -309,6 +323,8 @@ def _backbone_class(name: str) -> type[nn.Module]:
         "whisper": "Whisper",
         "audiobox": "Audiobox",
         "msclap": "MSCLAP",
+        "panns": "PANNs",
+        "vggish": "VGGish",
     }
     return getattr(backbones, classes[name])
 
@@ -327,6 +343,11 @@ def build_backbone(name: str, size: str, **overrides: Any) -> nn.Module:
             from torchmetrics_av.backbones.msclap import MSCLAP, tiny_msclap
 
             return tiny_msclap(**overrides) if size == "tiny" else MSCLAP(pretrained=False, **overrides)
+        if name in ("panns", "vggish") and size == "tiny":
+            from torchmetrics_av.backbones.panns import tiny_panns
+            from torchmetrics_av.backbones.vggish import tiny_vggish
+
+            return (tiny_panns if name == "panns" else tiny_vggish)(**overrides)
         if name == "clap":
             overrides.setdefault("tokenizer", _fixed_tokenizer)
             if size == "tiny":
@@ -440,6 +461,18 @@ def _msclap_metric(bb: nn.Module, batch: int, precision: str) -> Callable[..., N
     return update
 
 
+def _avbench_embed_metric(bb: nn.Module, batch: int, precision: str) -> Callable[..., None]:
+    # No metric class wraps PANNs / VGGish yet: prepare + embed is what av-benchmark's FD-PANN / FD-VGG extraction
+    # (and a metric's update()) runs per batch.
+    per_clip = VGGISH_EXAMPLES_PER_CLIP if type(bb).__name__ == "VGGish" else 1
+
+    def update(preds: Tensor) -> None:
+        with torch.no_grad(), precision_scope(precision, bb.device):
+            bb.embed([bb.prepare(c, AUDIO_RATE) for c in preds], batch_size=batch * per_clip)
+
+    return update
+
+
 def _set_attr(attr: str, per_batch: int = 1) -> Callable[[nn.Module, int], None]:
     def set_batch(bb: nn.Module, batch: int) -> None:
         setattr(bb, attr, batch * per_batch)
@@ -514,5 +547,8 @@ CASES: dict[str, BackboneCase] = {
             ("audio_embedding", "text_embedding"),
             set_batch=_set_attr("batch_size"),
         ),
+        BackboneCase("panns", _avbench_embed_metric, _audio_inputs(AUDIO_SECONDS), ("forward",)),
+        # VGGish.embed calls its network directly, batch after batch of 0.96 s examples.
+        BackboneCase("vggish", _avbench_embed_metric, _audio_inputs(AUDIO_SECONDS), ("model.forward",)),
     ]
 }

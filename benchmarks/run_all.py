@@ -6,8 +6,8 @@ Sections (a registry: :data:`SECTIONS`, one function each returning a dict):
   the same preprocessed batch (``overhead_ratio`` = update / forward; 1.0 means the metric adds nothing). The bare
   forward is the replay of the backbone calls that ``update()`` made (recorded by :class:`cases.ForwardSpy`), and the
   replay's outputs are checked against the recorded ones (``replay``).
-- ``fd_compute``: FD ``compute()`` vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at D = 128/768/2048
-  (``benchmarks/bench_fd_compute.py``'s ``run(quick)``).
+- ``fd_compute``: FD ``compute()`` vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at D = 128/768/2048, and
+  the exact low-rank route (the functions of ``benchmarks/bench_fd_compute.py``).
 
 Times are the best of ``--repeats`` runs, the variants of one ratio timed alternately; only ratios mean something on
 a shared machine (``load_average`` in the JSON says how shared it was). ``--quick`` uses the tiny configs (a few
@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import datetime
 import gc
-import inspect
 import json
 import os
 import platform
@@ -55,6 +54,10 @@ SCHEMA = "torchmetrics-av/run_all/1"
 BATCHES = (1, 8, 32)
 # Timed repeats per variant: best of 2 keeps --quick under 10 min on 2 cores; 5 for a quiet full run.
 REPEATS = {"quick": 2, "full": 5}
+# FD compute sizes (issue 12 item 1): VGGish's 128, PaSST's 768, PANNs' 2048-d embeddings; moments of 5000 / 4000
+# rows (full rank at every D), as bench_fd_compute's full-rank case.
+FD_DIMS = (128, 768, 2048)
+FD_ROWS = (5000, 4000)
 README_START, README_END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
 
 
@@ -147,15 +150,18 @@ def backbones_section(opts: Options) -> dict[str, Any]:
 
 @section("fd_compute")
 def fd_compute_section(opts: Options) -> dict[str, Any]:
-    """FD compute vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` (``bench_fd_compute.run``)."""
-    try:
-        from benchmarks import bench_fd_compute
-    except ImportError as err:
-        raise RuntimeError(f"benchmarks/bench_fd_compute.py is not in this checkout ({err})") from err
-    kwargs: dict[str, Any] = {"quick": opts.quick}
-    if "device" in inspect.signature(bench_fd_compute.run).parameters:
-        kwargs["device"] = str(opts.device)
-    return bench_fd_compute.run(**kwargs)
+    """FD compute (eigh route) vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at each of :data:`FD_DIMS`
+    (ratios and relative agreement), and the exact low-rank route (``benchmarks/bench_fd_compute.py``)."""
+    from benchmarks import bench_fd_compute as fdc
+
+    repeat = 1 if opts.quick else 3
+    return {
+        # Below D = 2048 one compute takes milliseconds: best of 5 even in a quick run.
+        "by_dimension": {str(d): fdc.bench_full_rank(d, FD_ROWS, repeat if d >= 2048 else 5) for d in FD_DIMS},
+        "low_rank": fdc.bench_low_rank(
+            fdc.QUICK_D if opts.quick else fdc.LOW_D, fdc.QUICK_LOW_N if opts.quick else fdc.LOW_N, repeat
+        ),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -251,7 +257,33 @@ def markdown_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"`{name}` `update()` / bare forward, {res['size']} config, per batch of {res['unit']}", ratios))
     fd = doc["sections"].get("fd_compute")
     if fd:
-        rows.extend(_generic_rows("FD compute", fd))
+        rows.extend(_fd_rows(fd))
+    for name, data in doc["sections"].items():
+        if name not in ("backbones", "fd_compute"):
+            rows.extend(_generic_rows(name, data))
+    return rows
+
+
+def _fd_rows(fd: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for d, r in fd.get("by_dimension", {}).items():
+        rows.append(
+            (
+                f"FD `compute()` at D = {d} (moments of {r['N'][0]} / {r['N'][1]} rows), eigh route",
+                f"speed-up {_fmt_ratio(r['speedup_vs_scipy'])} vs scipy `sqrtm` (rel. diff "
+                f"{r['rel_diff_vs_scipy']:.1e}), {_fmt_ratio(r['speedup_vs_torchmetrics'])} vs torchmetrics "
+                f"`_compute_fid` (rel. diff {r['rel_diff_vs_torchmetrics']:.1e})",
+            )
+        )
+    low = fd.get("low_rank")
+    if low:
+        rows.append(
+            (
+                f"FD from features, rank-deficient (N = {low['N'][0]} / {low['N'][1]}, D = {low['D']}), low-rank route",
+                f"speed-up {_fmt_ratio(low['speedup_vs_scipy'])} vs scipy `sqrtm`, "
+                f"{_fmt_ratio(low['speedup_vs_eigh'])} vs eigh; exact − scipy {low['exact_minus_scipy']:.1e}",
+            )
+        )
     return rows
 
 
