@@ -337,6 +337,15 @@ def build_backbone(name: str, size: str, **overrides: Any) -> nn.Module:
     """
     if size not in ("tiny", "full"):
         raise ValueError(f"`size` must be 'tiny' or 'full', got {size!r}")
+    net = _build(name, size, **overrides)
+    try:
+        from torchmetrics_av.precision import install
+    except ImportError:  # a checkout before the precision option
+        return net
+    return install(net)  # replays outside a metric still autocast the encoders (precision_scope)
+
+
+def _build(name: str, size: str, **overrides: Any) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if name == "msclap":
