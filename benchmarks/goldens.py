@@ -277,6 +277,228 @@ def _msclap_run(net: nn.Module, device: torch.device, precision: str) -> GoldenR
     )
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# LAION-CLAP, both protocols (golden README §6 tolerances)
+
+CLAP_COSINE_ATOL = 1e-5
+CLAP_EMB_ATOL = 1e-5
+_CLAP_KEY = {"fastvideo": "fastvideo", "av-benchmark": "avbench"}
+# RoBERTa's special ids: <s> 0, <pad> 1, </s> 2 (the golden's texts are RoBERTa id sequences).
+ROBERTA_BOS, ROBERTA_PAD, ROBERTA_EOS = 0, 1, 2
+
+
+class WordIdTokenizer:
+    """Tokenizer whose words are ``w<id>``: the golden's RoBERTa id sequences, framed, padded and truncated like
+    transformers' RoBERTa tokenizer (``<s> ids </s>``; truncation keeps the first ``max_length - 2`` ids)."""
+
+    pad_token_id = ROBERTA_PAD
+
+    def __call__(
+        self,
+        texts: Sequence[str],
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        **_: Any,
+    ) -> dict[str, Tensor]:
+        rows = [[int(w[1:]) for w in t.split()] for t in texts]
+        if truncation and max_length is not None:
+            rows = [r[: max_length - 2] for r in rows]
+        rows = [[ROBERTA_BOS, *r, ROBERTA_EOS] for r in rows]
+        width = max_length if padding == "max_length" and max_length else max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), ROBERTA_PAD, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+def _clap_build(protocol: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from transformers import ClapConfig
+
+        from torchmetrics_av.backbones import CLAP
+
+        gp = load_golden("clap", "clap_golden.pt")[_CLAP_KEY[protocol]]
+        cfg = ClapConfig(audio_config=gp["model_config"]["audio_config"])
+        net = CLAP(pretrained=False, protocol=protocol, config=cfg, tokenizer=WordIdTokenizer())
+        fill_v1()(net.model)
+        return net
+
+    return build
+
+
+def _clap_run(protocol: str) -> Callable[[nn.Module, torch.device, str], GoldenResult]:
+    def run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+        from torchmetrics_av import CLAPScore
+
+        g = load_golden("clap", "clap_golden.pt")
+        gp = g[_CLAP_KEY[protocol]]
+        pairs = gp["pairs"]
+        clips = [g["clips"][c]["pcm16"].to(torch.float32) / 32768 for c, _ in pairs]
+        rates = [g["clips"][c]["sample_rate"] for c, _ in pairs]
+        texts = [" ".join(f"w{i}" for i in g["texts"][t]["content_ids"].tolist()) for _, t in pairs]
+        metric = CLAPScore(protocol=protocol, backbone=net, **precision_kwargs(CLAPScore, precision)).to(device)
+        with ForwardSpy(net, ["embed_features", "embed_text_ids"]) as spy, update_context(CLAPScore, precision, device):
+            metric.update(clips, texts, sample_rate=rates)
+        ref = gp["cosine"] if protocol == "fastvideo" else gp["cosine_laion_code"]
+        audio = [c.output for c in spy.calls if c.method == "embed_features"]
+        return GoldenResult(
+            value=torch.tensor([float(metric.compute())], dtype=torch.float64),
+            embeddings=_flat([c.output for c in spy.calls]),
+            reference_value=torch.tensor([float(ref.double().mean())], dtype=torch.float64),
+            value_atol=CLAP_COSINE_ATOL,
+            parity_embeddings=torch.cat(audio).cpu(),
+            reference_embeddings=torch.stack([gp["clips"][c]["audio_emb"] for c, _ in pairs]),
+            embeddings_atol=CLAP_EMB_ATOL,
+        )
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Audiobox aesthetics (golden README: clip scores atol 5e-5)
+
+AUDIOBOX_SCORE_ATOL = 5e-5
+
+
+def _audiobox_build() -> nn.Module:
+    from torchmetrics_av.backbones import Audiobox
+
+    # pretrained=False builds the hub config's architecture (the golden's model_config, checked by test_audiobox).
+    net = Audiobox(pretrained=False, batch_size=8)
+    fill_v1()(net.model)
+    return net
+
+
+def _audiobox_run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+    from torchmetrics_av import AudioboxAesthetics
+    from torchmetrics_av.backbones.audiobox import AXES
+
+    g = load_golden("audiobox", "audiobox_golden.pt")
+    clips = list(g["clips"].values())
+    metric = AudioboxAesthetics(backbone=net, **precision_kwargs(AudioboxAesthetics, precision)).to(device)
+    with ForwardSpy(net, ["predict_windows"]) as spy, update_context(AudioboxAesthetics, precision, device):
+        metric.update([c["pcm16"] for c in clips], sample_rate=[c["sample_rate"] for c in clips])
+    result = metric.compute()
+    expected = torch.stack([c["scores"] for c in clips]).double()
+    return GoldenResult(
+        value=torch.tensor([float(result[a]) for a in AXES], dtype=torch.float64),
+        embeddings=_flat([c.output for c in spy.calls]),
+        reference_value=expected.mean(dim=0),
+        value_atol=AUDIOBOX_SCORE_ATOL,
+        parity_embeddings=metric.details["scores"].cpu(),
+        reference_embeddings=expected,
+        embeddings_atol=AUDIOBOX_SCORE_ATOL,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DeSync / Synchformer, pair v0 (5 s, 14 segments), both protocols (golden README §5: every window's margin > 0.016,
+# so the offsets and DeSync are exact; logits atol 1e-4)
+
+DESYNC_PAIR = "v0_5s_24fps"
+DESYNC_LOGITS_ATOL = 1e-4
+_DESYNC_KEY = {"fastvideo": "fastvideo", "av-benchmark": "avbench"}
+
+
+def golden_video(d: dict[str, Any]) -> Tensor:
+    """A Synchformer golden pair's uint8 video ``(T, 3, H, W)``, rebuilt from its texture and per-frame shifts."""
+    tex = d["input.texture"]
+    ht, wt, _ = tex.shape
+    ys, xs = torch.arange(d["input.height"]), torch.arange(d["input.width"])
+    frames = [tex[((ys + dy) % ht)[:, None], ((xs + dx) % wt)[None, :]] for dx, dy in zip(d["input.dx"], d["input.dy"])]
+    video = torch.stack(frames).contiguous()
+    if int(video.sum()) != d["input.video_sum"]:
+        raise ValueError("the rebuilt golden video does not match its recorded sum")
+    return video.permute(0, 3, 1, 2)
+
+
+def _desync_build() -> nn.Module:
+    from torchmetrics_av.backbones import Synchformer
+
+    net = Synchformer(pretrained=False)
+    fill_v1()(net.model)
+    return net.eval()
+
+
+def _desync_run(protocol: str) -> Callable[[nn.Module, torch.device, str], GoldenResult]:
+    def run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+        from torchmetrics_av import DeSync
+
+        d = load_golden("synchformer", f"pair_{DESYNC_PAIR}.pt")
+        key = _DESYNC_KEY[protocol]
+        kwargs = {"duration": d["avbench.duration_sec"]} if protocol == "av-benchmark" else {}
+        metric = DeSync(
+            sample_rate=d["input.audio_sr"],
+            video_fps=float(d["input.fps"]),
+            protocol=protocol,
+            backbone=net,
+            keep_logits=True,
+            **kwargs,
+            **precision_kwargs(DeSync, precision),
+        ).to(device)
+        methods = ["video_features", "audio_features", "sync_logits"]
+        with ForwardSpy(net, methods) as spy, update_context(DeSync, precision, device):
+            metric.update(d["input.audio_int16"][None], golden_video(d)[None])
+        value = float(metric.compute())
+        det = metric.details
+        return GoldenResult(
+            value=torch.tensor([value], dtype=torch.float64),
+            embeddings=_flat([c.output for c in spy.calls]),
+            reference_value=torch.tensor([d[f"{key}.desync"]], dtype=torch.float64),
+            parity_embeddings=torch.cat([det["logits_front"][0], det["logits_back"][0]]).cpu(),
+            reference_embeddings=torch.cat([d[f"{key}.logits_front"], d[f"{key}.logits_back"]]),
+            embeddings_atol=DESYNC_LOGITS_ATOL,
+        )
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ImageBind huge, pair v1, av-benchmark protocol (3 vision + 3 audio clips; golden README: score atol 1e-5,
+# vision embedding 1e-5)
+
+IMAGEBIND_SCORE_ATOL = 1e-5
+IMAGEBIND_VISION_EMB_ATOL = 1e-5
+
+
+def _imagebind_build() -> nn.Module:
+    from torchmetrics_av.backbones import ImageBind
+
+    # The port's .model state_dict names are the checkpoint's (test_imagebind checks them against the manifest).
+    net = ImageBind(pretrained=False)
+    fill_v1()(net.model)
+    return net
+
+
+def _imagebind_run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+    from torchmetrics_av import ImageBindScore
+
+    d = load_golden("imagebind", "inputs.pt")["v1"]
+    ref = load_golden("imagebind", "outputs_v1.pt")["avbench"]
+    metric = ImageBindScore(
+        sample_rate=int(d["audio_sample_rate"]),
+        video_fps=float(d["video_fps"]),
+        protocol="av-benchmark",
+        backbone=net,
+        duration=float(d["avbench_duration_sec"]),
+        **precision_kwargs(ImageBindScore, precision),
+    ).to(device)
+    with ForwardSpy(net, ["embed_audio", "embed_vision"]) as spy, update_context(ImageBindScore, precision, device):
+        metric.update([d["audio_pcm_int16"].float() / 32768], [d["video_uint8_thwc"].permute(0, 3, 1, 2)])
+    vision = [c.output for c in spy.calls if c.method == "embed_vision"]
+    return GoldenResult(
+        value=torch.tensor([float(metric.compute())], dtype=torch.float64),
+        embeddings=_flat([c.output for c in spy.calls]),
+        reference_value=torch.tensor([ref["ib_score"]], dtype=torch.float64),
+        value_atol=IMAGEBIND_SCORE_ATOL,
+        parity_embeddings=torch.cat(vision).mean(dim=0).cpu(),
+        reference_embeddings=ref["vision_emb"],
+        embeddings_atol=IMAGEBIND_VISION_EMB_ATOL,
+    )
+
+
 GOLDEN_CASES: dict[str, GoldenCase] = {
     case.name: case
     for case in [
@@ -285,6 +507,12 @@ GOLDEN_CASES: dict[str, GoldenCase] = {
         GoldenCase("kl_passt-fastvideo", "passt", _passt_build, _kl_run("fastvideo"), 30),
         GoldenCase("kl_passt-av-benchmark", "passt", _passt_build, _kl_run("av-benchmark"), 20),
         GoldenCase("ms_clap", "msclap", _msclap_build, _msclap_run, 15),
+        GoldenCase("clap-fastvideo", "clap", _clap_build("fastvideo"), _clap_run("fastvideo"), 30),
+        GoldenCase("clap-av-benchmark", "clap-avbench", _clap_build("av-benchmark"), _clap_run("av-benchmark"), 40),
+        GoldenCase("audiobox", "audiobox", _audiobox_build, _audiobox_run, 60),
+        GoldenCase("desync-fastvideo", "synchformer", _desync_build, _desync_run("fastvideo"), 90),
+        GoldenCase("desync-av-benchmark", "synchformer", _desync_build, _desync_run("av-benchmark"), 90),
+        GoldenCase("imagebind-av-benchmark", "imagebind", _imagebind_build, _imagebind_run, 120),
     ]
 }
 

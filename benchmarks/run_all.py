@@ -6,6 +6,8 @@ Sections (a registry: :data:`SECTIONS`, one function each returning a dict):
   the same preprocessed batch (``overhead_ratio`` = update / forward; 1.0 means the metric adds nothing). The bare
   forward is the replay of the backbone calls that ``update()`` made (recorded by :class:`cases.ForwardSpy`), and the
   replay's outputs are checked against the recorded ones (``replay``).
+- ``cli``: ``torchmetrics-av evaluate`` files/s on WAV files (decode, resample, forward, JSON) against the bare
+  forward of the same files (its backbone calls replayed).
 - ``fd_compute``: FD ``compute()`` vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at D = 128/768/2048, and
   the exact low-rank route (the functions of ``benchmarks/bench_fd_compute.py``).
 
@@ -47,7 +49,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout: benchmark the 
 
 import torch  # noqa: E402
 
-from benchmarks.cases import CASES, BackboneCase, ForwardSpy, compare_outputs, interleaved_times, replay  # noqa: E402
+from benchmarks.cases import AUDIO_RATE, CASES, BackboneCase, ForwardSpy, compare_outputs, interleaved_times, replay  # noqa: E402
 
 SCHEMA = "torchmetrics-av/run_all/1"
 # Batch sizes of the update() vs forward section (issue 12 item 1).
@@ -164,6 +166,87 @@ def fd_compute_section(opts: Options) -> dict[str, Any]:
     }
 
 
+# CLI section: files per run (8 s, 16 kHz mono WAV, generated and reference) and the metrics it scores.
+CLI_FILES = {"quick": 8, "full": 32}
+CLI_SECONDS = 8.0
+CLI_METRICS = "fd_passt,kl_passt"
+
+
+def _write_wavs(folder: Path, n: int, seed: int) -> None:
+    import soundfile
+
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        wave = 0.1 * torch.randn(round(CLI_SECONDS * AUDIO_RATE), generator=gen)
+        soundfile.write(folder / f"clip{i:03d}.wav", wave.numpy(), AUDIO_RATE, subtype="PCM_16")
+
+
+@section("cli")
+def cli_section(opts: Options) -> dict[str, Any]:
+    """``torchmetrics-av evaluate`` files/s (decode → resample → forward → JSON) vs the bare forward on the same files.
+
+    The command runs in-process with ``--random-weights``; its backbone calls are recorded as in ``backbones``, and
+    the pipeline time counts from the moment its backbones are built (model construction excluded).
+    """
+    import tempfile
+    import time
+
+    from torchmetrics_av import cli
+    from torchmetrics_av.cli import backbones as cli_backbones
+
+    n = CLI_FILES["quick" if opts.quick else "full"]
+    built: dict[str, Any] = {}
+    original = cli_backbones.build_backbone
+
+    def build_and_spy(kind: str, args: Any) -> torch.nn.Module:
+        net = original(kind, args)
+        spy = ForwardSpy(net, CASES[kind].forwards).__enter__()
+        built[kind] = (net, spy)
+        built["ready"] = time.perf_counter()
+        return net
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _write_wavs(root / "gen", n, 0)
+        _write_wavs(root / "ref", n, 1)
+        argv = ["evaluate", "--gen", str(root / "gen"), "--ref", str(root / "ref"), "--metrics", CLI_METRICS]
+        argv += ["--random-weights", opts.size, "--device", str(opts.device), "--out", str(root / "out.json")]
+        cli_backbones.build_backbone = build_and_spy
+        try:
+            t0 = time.perf_counter()
+            status = cli.main(argv)
+            t_end = time.perf_counter()
+        finally:
+            cli_backbones.build_backbone = original
+            for key, value in built.items():
+                if key != "ready":
+                    value[1].__exit__(None, None, None)
+        if status != 0:
+            raise RuntimeError(f"torchmetrics-av {' '.join(argv)} exited with {status}")
+    t_pipeline = t_end - built["ready"]
+    forwards = {kind: value for kind, value in built.items() if kind != "ready"}
+
+    def bare() -> None:
+        for net, spy in forwards.values():
+            replay(net, spy.calls, device=opts.device)
+
+    t_forward = min(interleaved_times({"forward": bare}, opts.repeats, opts.device)["forward"])
+    return {
+        "files": n,
+        "file_seconds": CLI_SECONDS,
+        "metrics": CLI_METRICS,
+        "size": opts.size,
+        "total_s": t_end - t0,
+        "pipeline_s": t_pipeline,
+        "forward_s": t_forward,
+        "files_per_s": n / t_pipeline,
+        "forward_files_per_s": n / t_forward,
+        "overhead_ratio": t_pipeline / t_forward,
+        "forward_calls": {k: len(spy.calls) for k, (_, spy) in forwards.items()},
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the run
 
@@ -258,8 +341,19 @@ def markdown_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
     fd = doc["sections"].get("fd_compute")
     if fd:
         rows.extend(_fd_rows(fd))
+    cli_res = doc["sections"].get("cli")
+    if cli_res:
+        rows.append(
+            (
+                f"`torchmetrics-av evaluate` ({cli_res['metrics']}, {cli_res['files']} + {cli_res['files']} WAV "
+                f"files of {cli_res['file_seconds']:g} s, {cli_res['size']} random weights) / bare forward on the "
+                "same files",
+                f"{_fmt_ratio(cli_res['overhead_ratio'])} ({cli_res['files_per_s']:.2f} files/s vs "
+                f"{cli_res['forward_files_per_s']:.2f} for the forwards alone)",
+            )
+        )
     for name, data in doc["sections"].items():
-        if name not in ("backbones", "fd_compute"):
+        if name not in ("backbones", "fd_compute", "cli"):
             rows.extend(_generic_rows(name, data))
     return rows
 
