@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout: measure the ch
 
 import torch  # noqa: E402
 
-from benchmarks.goldens import GOLDEN_CASES, compare  # noqa: E402
+from benchmarks.goldens import GOLDEN_CASES, build_backbone, compare  # noqa: E402
 from benchmarks.run_all import environment  # noqa: E402
 
 SCHEMA = "torchmetrics-av/bf16_shift/1"
@@ -53,7 +53,7 @@ def shift(names: Sequence[str], precision: str, device: torch.device) -> dict[st
             if case.golden not in built:
                 built.clear()
                 gc.collect()
-                built[case.golden] = case.build().to(device)
+                built[case.golden] = build_backbone(case).to(device)
             net = built[case.golden]
             fp32 = case.run(net, device, "fp32")
             low = case.run(net, device, precision)

@@ -94,7 +94,10 @@ class GoldenResult:
 
 @dataclasses.dataclass(frozen=True)
 class GoldenCase:
-    """A metric on one golden: ``build()`` the filled backbone once, then ``run(backbone, device, precision)``."""
+    """A metric on one golden: ``build()`` the filled backbone once, then ``run(backbone, device, precision)``.
+
+    ``golden`` keys the built backbone: consecutive cases with the same key share one.
+    """
 
     name: str
     golden: str
@@ -499,6 +502,109 @@ def _imagebind_run(net: nn.Module, device: torch.device, precision: str) -> Gold
     )
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# FD-PANN and FD-VGG (av-benchmark; tests/golden/panns: 22 PCM16 FLAC clips; README §8: FD rtol 1e-5 from our
+# features). No metric class wraps these backbones yet: prepare + embed + the functional FD, as av-benchmark does.
+
+PANNS_FD_RTOL = 1e-5
+
+
+def _panns_clips() -> tuple[list[Tensor], list[int], list[str], dict]:
+    import soundfile
+
+    g = load_golden("panns", "panns_golden.pt")
+    entries = {f"{c['side']}/{c['name']}": c for c in g["clips"]}
+    order = g["avbench"]["row_order"]
+    names = [f"pred/{s}" for s in order["pred"]] + [f"gt/{s}" for s in order["gt"]]
+    clips, rates = [], []
+    for name in names:
+        e = entries[name]
+        codes, rate = soundfile.read(golden_file("panns", e["file"]), dtype="int16", always_2d=True)
+        clips.append(torch.from_numpy(codes.T.copy()).to(torch.float32) / 32768)  # AudioDataset: PCM16 / 32768
+        rates.append(rate)
+    return clips, rates, names, g
+
+
+def _panns_like_build(kind: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from torchmetrics_av import backbones
+
+        net = getattr(backbones, kind)(pretrained=False)
+        fill_v1()(net.model)
+        return net
+
+    return build
+
+
+def _panns_like_run(kind: str) -> Callable[[nn.Module, torch.device, str], GoldenResult]:
+    def run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+        from torchmetrics_av.functional import frechet_distance_from_features
+
+        clips, rates, names, g = _panns_clips()
+        net.to(device)
+        waves = [net.prepare(c, r) for c, r in zip(clips, rates)]
+        with torch.no_grad(), precision_scope(precision, device):
+            out = net.embed(waves)
+        rows = list(out[0]) if kind == "PANNs" else out  # PANNs: (emb, logits); VGGish: per-clip example rows
+        n_pred = sum(n.startswith("pred/") for n in names)
+        preds, target = (
+            torch.cat([r.reshape(-1, r.shape[-1]) for r in rows[:n_pred]]),
+            torch.cat([r.reshape(-1, r.shape[-1]) for r in rows[n_pred:]]),
+        )
+        fd = frechet_distance_from_features(preds.double().cpu(), target.double().cpu(), eps_policy="on_failure")
+        key = "FD-PANN" if kind == "PANNs" else "FD-VGG"
+        return GoldenResult(
+            value=torch.tensor([float(fd)], dtype=torch.float64),
+            embeddings=_flat([out]),
+            reference_value=torch.tensor([g["avbench"]["metrics"][key]], dtype=torch.float64),
+            value_rtol=PANNS_FD_RTOL,
+        )
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# WER with Whisper base (fill-v1; golden README: the auto-detected transcripts exactly, hence the WER)
+
+
+def _wer_build() -> nn.Module:
+    import json
+
+    from torchmetrics_av.backbones import Whisper
+
+    meta = json.loads(load_golden("wer", "whisper_golden.pt")["meta_json"])
+    net = Whisper(pretrained=False, name="base", sample_len=64)
+    if dataclasses.asdict(net.model.dims) != meta["dims"]:
+        raise ValueError(f"Whisper base dims {net.model.dims} differ from the golden's {meta['dims']}")
+    fill_v1()(net.model)
+    return net
+
+
+def _wer_run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+    import json
+    import math
+
+    import soundfile
+
+    from torchmetrics_av import SpeechWordErrorRate
+    from torchmetrics_av.functional.wer import score_transcript
+
+    g = load_golden("wer", "whisper_golden.pt")
+    meta = json.loads(g["meta_json"])
+    raw = [soundfile.read(golden_file("wer", f"whisper_inputs/{n}.wav"), dtype="float32") for n in g["names"]]
+    spoken = [c["text"] for c in meta["clips"] for _ in (0, 1)]
+    metric = SpeechWordErrorRate(backbone=net, **precision_kwargs(SpeechWordErrorRate, precision)).to(device)
+    with ForwardSpy(net, ["model.encoder.forward"]) as spy, update_context(SpeechWordErrorRate, precision, device):
+        metric.update([torch.from_numpy(x) for x, _ in raw], spoken, sample_rate=[sr for _, sr in raw])
+    expected = [score_transcript(t, ref).wer for t, ref in zip(g["decode_auto_text"], spoken)]
+    return GoldenResult(
+        value=torch.tensor([float(metric.compute())], dtype=torch.float64),
+        embeddings=_flat([c.output for c in spy.calls]),
+        reference_value=torch.tensor([math.fsum(expected) / len(expected)], dtype=torch.float64),
+        value_atol=1e-12,
+    )
+
+
 GOLDEN_CASES: dict[str, GoldenCase] = {
     case.name: case
     for case in [
@@ -513,15 +619,16 @@ GOLDEN_CASES: dict[str, GoldenCase] = {
         GoldenCase("desync-fastvideo", "synchformer", _desync_build, _desync_run("fastvideo"), 90),
         GoldenCase("desync-av-benchmark", "synchformer", _desync_build, _desync_run("av-benchmark"), 90),
         GoldenCase("imagebind-av-benchmark", "imagebind", _imagebind_build, _imagebind_run, 120),
+        GoldenCase("fd_panns", "panns", _panns_like_build("PANNs"), _panns_like_run("PANNs"), 30),
+        GoldenCase("fd_vggish", "vggish", _panns_like_build("VGGish"), _panns_like_run("VGGish"), 30),
+        GoldenCase("wer-whisper", "wer", _wer_build, _wer_run, 60),
     ]
 }
 
 
-def build_all(names: Sequence[str]) -> dict[str, nn.Module]:
-    """One filled backbone per golden folder among ``names`` (cases of one golden share it)."""
-    built: dict[str, nn.Module] = {}
-    for name in names:
-        case = GOLDEN_CASES[name]
-        if case.golden not in built:
-            built[case.golden] = case.build()
-    return built
+def build_backbone(case: GoldenCase) -> nn.Module:
+    """The case's filled backbone with its precision hooks (as a metric installs them), so that code calling the
+    backbone directly inside ``precision_scope`` gets the same precision as a metric."""
+    from torchmetrics_av.precision import install
+
+    return install(case.build())

@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout: check the chec
 import torch  # noqa: E402
 
 from benchmarks.cases import CASES, BackboneCase, ForwardSpy, interleaved_times, replay  # noqa: E402
-from benchmarks.goldens import GOLDEN_CASES, compare  # noqa: E402
+from benchmarks.goldens import GOLDEN_CASES, build_backbone, compare  # noqa: E402
 from benchmarks.run_all import environment  # noqa: E402
 
 SCHEMA = "torchmetrics-av/gpu_check/1"
@@ -144,7 +144,7 @@ def parity(device: torch.device, names: Sequence[str], clock: Clock) -> dict[str
             if case.golden not in built:
                 built.clear()
                 _free(device)
-                built[case.golden] = case.build().to(device)
+                built[case.golden] = build_backbone(case).to(device)
             net = built[case.golden]
             t0 = time.perf_counter()
             fp32 = case.run(net, device, "fp32")
