@@ -226,6 +226,10 @@ class Audiobox(nn.Module):
 
     sample_rate = AUDIOBOX_SAMPLE_RATE
     axes = AXES
+    # precision= (torchmetrics_av.precision): the WavLM encoder under autocast, the four prediction heads float32.
+    # (AesMultiOutput wraps WavLM in its own autocast, disabled by the checkpoint's precision "32"; these hooks sit
+    # inside it, on the two submodules that extract_features calls.)
+    autocast_modules = ("model.wavlm_model.feature_extractor", "model.wavlm_model.encoder")
     target_mean: Tensor
     target_std: Tensor
 

@@ -459,6 +459,8 @@ class CLAP(nn.Module):
     """
 
     sample_rate = CLAP_SAMPLE_RATE
+    # precision= (torchmetrics_av.precision): the HTSAT and RoBERTa towers under autocast, projections float32.
+    autocast_modules = ("model.audio_model", "model.text_model")
 
     def __init__(
         self,

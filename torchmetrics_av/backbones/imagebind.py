@@ -435,6 +435,10 @@ class ImageBind(nn.Module):
     """
 
     sample_rate = AUDIO_SAMPLE_RATE
+    # precision= (torchmetrics_av.precision): patch stems and trunks under autocast, heads/postprocessors float32.
+    autocast_modules = tuple(
+        f"model.{part}.{m}" for part in ("modality_preprocessors", "modality_trunks") for m in ("vision", "audio")
+    )
 
     def __init__(
         self,

@@ -334,6 +334,8 @@ class PANNs(nn.Module):
     sample_rate = PANNS_SAMPLE_RATE
     min_samples = PANNS_MIN_SAMPLES
     num_classes = PANNS_NUM_CLASSES
+    # precision= (torchmetrics_av.precision): the six ConvBlocks under autocast; front end, fc1 and fc_audioset float32.
+    autocast_modules = tuple(f"model.conv_block{i}" for i in range(1, 7))
 
     def __init__(
         self,

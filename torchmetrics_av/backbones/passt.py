@@ -103,6 +103,9 @@ class PaSST(nn.Module):
 
     sample_rate = PASST_SAMPLE_RATE
     max_samples = PASST_MAX_SAMPLES
+    # precision="bf16"/"fp16" (torchmetrics_av.precision): the transformer under autocast, its classifier float32.
+    autocast_modules = ("model",)
+    float32_modules = ("model.head",)
 
     def __init__(
         self,

@@ -548,6 +548,8 @@ class Synchformer(nn.Module):
     sample_rate = SAMPLE_RATE
     fps = VIDEO_FPS
     window_segments = WINDOW_SEGMENTS
+    # precision= (torchmetrics_av.precision): the two feature encoders under autocast, the sync head float32.
+    autocast_modules = ("model.vfeat_extractor", "model.afeat_extractor")
     grid: Tensor
 
     def __init__(

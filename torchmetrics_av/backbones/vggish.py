@@ -218,6 +218,8 @@ class VGGish(nn.Module):
 
     sample_rate = VGGISH_SAMPLE_RATE
     min_samples = VGGISH_MIN_SAMPLES
+    # precision= (torchmetrics_av.precision): the convolutional stack under autocast; front end and MLP float32.
+    autocast_modules = ("model.features",)
 
     def __init__(
         self,

@@ -157,6 +157,8 @@ class Whisper(nn.Module):
     """
 
     sample_rate = WHISPER_SAMPLE_RATE
+    # precision= (torchmetrics_av.precision): the audio encoder under autocast; greedy decoding stays float32.
+    autocast_modules = ("model.encoder",)
 
     def __init__(
         self,

@@ -167,6 +167,8 @@ class MSCLAP(nn.Module):
 
     sample_rate = MSCLAP_SAMPLE_RATE
     num_samples = MSCLAP_NUM_SAMPLES
+    # precision= (torchmetrics_av.precision): HTSAT and GPT-2 under autocast, the projections float32.
+    autocast_modules = ("model.audio_encoder.base", "model.caption_encoder.base")
 
     def __init__(
         self,
