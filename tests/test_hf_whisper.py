@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from torchmetrics_av.backbones.asr import ASRBackbone
 from torchmetrics_av.backbones.hf_whisper import (
     HF_WHISPER_REVISION,
@@ -67,7 +67,7 @@ def _tiny_openai_checkpoint(path):
 
 def test_generation_config_matches_openai_whisper(openai_tokenizer):
     ot = openai_tokenizer
-    meta = json.loads((golden_path("wer") / "whisper_decode.json").read_text())["meta"]
+    meta = load_golden("wer", "whisper_decode.json")["meta"]
     cfg = whisper_base_generation_config()
     # The suppression list whisper.decode builds from suppress_tokens="-1" plus the task tokens (golden manifest).
     assert cfg["suppress_tokens"] == meta["decode_suppress_tokens"]
@@ -232,7 +232,7 @@ def test_hf_whisper_equals_openai_whisper_on_golden(tmp_path, fill_v1):
 
     from torchmetrics_av.backbones.whisper import Whisper
 
-    g = torch.load(golden_path("wer") / "whisper_golden.pt", weights_only=True)
+    g = load_golden("wer", "whisper_golden.pt")
     meta = json.loads(g["meta_json"])
     src = whisper.model.Whisper(whisper.model.ModelDimensions(**meta["dims"]))
     fill_v1(src)
