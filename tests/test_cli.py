@@ -24,9 +24,14 @@ from torchmetrics_av import (
 )
 from torchmetrics_av.backbones import PaSST, Whisper
 from torchmetrics_av.backbones.whisper import OFFICIAL_DIMS
-from torchmetrics_av.cli import TINY_CONFIGS, desync_available, main, random_backbone
+from torchmetrics_av.cli import METRICS, main
+from torchmetrics_av.cli.random_weights import TINY_CONFIGS, random_backbone
 from torchmetrics_av.io import read_audio, read_video
 from torchmetrics_av.testing import tiny_backbone
+
+
+def desync_available() -> bool:
+    return METRICS["desync"].unavailable() is None
 
 
 @pytest.fixture
@@ -326,11 +331,12 @@ def test_offline_missing_checkpoint_names_file_url_and_weights_dir(
     assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert filename in err and url in err and "--weights-dir" in err
-    # --weights-dir without the file: the expected name and its URL.
+    # --weights-dir without the file: the expected name, its URL and the command that fetches it there.
     (tmp_path / "wd").mkdir()
     assert main([*argv, "--weights-dir", str(tmp_path / "wd"), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
-    assert "is not in --weights-dir" in err and url in err
+    assert f"missing from {tmp_path / 'wd'}:" in err and filename in err and url in err
+    assert f"torchmetrics-av download --weights-dir {tmp_path / 'wd'} " in err
 
 
 def test_weights_dir_official_file_name(folders, tmp_path):
@@ -456,3 +462,31 @@ def test_default_metric_without_usable_samples_is_null(tmp_path, capsys):
     # Asked for explicitly, the same situation is an error.
     assert main([*argv, "--metrics", "desync"]) == 2
     assert "desync: " in capsys.readouterr().err
+
+
+def test_random_weights_is_a_documented_option(capsys):
+    for command in ("evaluate", "reference"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert "--random-weights {tiny,full}" in help_text and "RANDOM WEIGHTS banner" in help_text
+
+
+def test_a_new_metric_is_one_spec(folders, tmp_path, monkeypatch):
+    """A spec added to the registry runs with no other change: its value, its CSV column, a shared backbone."""
+    from torchmetrics_av.cli.feeds import Paired
+    from torchmetrics_av.cli.registry import MetricSpec
+
+    spec = METRICS["kl_passt"]
+    monkeypatch.setitem(
+        METRICS, "kl_copy", MetricSpec("passt", Paired(), spec.build, columns={"kl_copy": "kl_softmax"})
+    )
+    gen, ref = folders
+    out, per = tmp_path / "n.json", tmp_path / "n.csv"
+    argv = ["evaluate", "--gen", str(gen), "--ref", str(ref), "--metrics", "kl_passt,kl_copy", "--csv", str(per)]
+    assert main([*argv, "--out", str(out), "--random-weights", "tiny", "--device", "cpu"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["metrics"]["kl_copy"] == doc["metrics"]["kl_passt"] and list(doc["provenance"]["backbones"]) == ["PaSST"]
+    with open(per) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["kl_copy"] for r in rows] == [r["kl_passt"] for r in rows] and rows[0]["kl_copy"]

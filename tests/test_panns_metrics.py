@@ -91,7 +91,7 @@ def run(golden, fill_v1) -> dict[str, Any]:
 
     pred, pred_rates = clips("pred", av["row_order"]["pred"])
     gt, gt_rates = clips("gt", av["row_order"]["gt"])
-    pred_ids, gt_ids = list(range(len(pred))), list(range(len(gt)))
+    pred_ids = list(range(len(pred)))
     for name in ("FD-PANN", "FD-VGG"):
         # Unpaired: all generated against all reference clips, in av-benchmark's sorted row order.
         metrics[name].update(preds=pred, target=gt, sample_rate=pred_rates, target_sample_rate=gt_rates, ids=pred_ids)

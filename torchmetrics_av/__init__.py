@@ -3,7 +3,7 @@
 Metrics (all ``torchmetrics.Metric`` subclasses, imported lazily so ``import torchmetrics_av`` stays cheap):
 ``FrechetAudioDistance`` (FD_PaSST, FD_PANNs, FD_VGG), ``KernelAudioDistance``, ``KLDivergence`` (KL_PaSST, KL_PANNs),
 ``PaSSTKLDivergence``, ``InceptionScore`` (IS_PANNs, IS_PaSST), ``CLAPScore``, ``AudioboxAesthetics``,
-``SpeechWordErrorRate``, ``ImageBindScore``, ``DeSync``.
+``SpeechWordErrorRate``, ``ImageBindScore``, ``DeSync``; ``av_benchmark_suite`` (av-benchmark's 13 keys at once).
 
 Example:
     >>> import torchmetrics_av
@@ -29,6 +29,8 @@ _EXPORTS = {
     "SpeechWordErrorRate": "torchmetrics_av.audio.wer",
     "ImageBindScore": "torchmetrics_av.av.imagebind",
     "DeSync": "torchmetrics_av.av.desync",
+    "av_benchmark_suite": "torchmetrics_av.suites",
+    "AVBenchmarkSuite": "torchmetrics_av.suites",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -164,6 +164,45 @@ def unique_sample_order(ids: Tensor) -> Tensor:
     return torch.cat([named[first], anon])
 
 
+def row_keys(ids: Tensor, example: Tensor) -> Tensor:
+    """One de-duplication key per embedding row: ``-1`` without an id, else ordered by (clip id, example index).
+
+    A clip is identified by its id; VGGish gives it several rows (its 0.96 s examples, ``example = 0, 1, ...``), and a
+    repeat of the clip repeats all of them, so rows are de-duplicated by the pair. The key is
+    ``id · (max example + 1) + example``, which sorts like the pair.
+
+    Example:
+        >>> row_keys(torch.tensor([3, 3, -1, 0]), torch.tensor([0, 1, 0, 0])).tolist()
+        [6, 7, -1, 0]
+    """
+    width = int(example.max()) + 1 if example.numel() else 1
+    return torch.where(ids >= 0, ids * width + example, torch.full_like(ids, -1))
+
+
+def clip_groups(example: Tensor) -> Tensor:
+    """Clip index of every row of a de-duplicated table whose clips' rows are contiguous (a clip starts at example 0).
+
+    Example:
+        >>> clip_groups(torch.tensor([0, 1, 2, 0, 0, 1])).tolist()
+        [0, 0, 0, 1, 2, 2]
+    """
+    return torch.cumsum((example == 0).to(torch.int64), 0) - 1
+
+
+def dedup_rows(ids: Tensor, example: Tensor, *columns: Tensor) -> tuple[Tensor, Tensor, list[Tensor], int]:
+    """Rows of one side with repeated clips dropped (by id and example), sorted by id, rows without id after in
+    arrival order: ``(ids, example, columns, n_rows_dropped)``.
+
+    Example:
+        >>> ids, ex, (x,), dropped = dedup_rows(torch.tensor([5, 5, 2, 5, 5]), torch.tensor([0, 1, 0, 0, 1]),
+        ...                                     torch.arange(5.0))
+        >>> ids.tolist(), ex.tolist(), x.tolist(), dropped
+        ([2, 5, 5], [0, 0, 1], [2.0, 0.0, 1.0], 2)
+    """
+    order = unique_sample_order(row_keys(ids, example))
+    return ids[order], example[order], [c[order] for c in columns], int(ids.numel() - order.numel())
+
+
 def _encode_texts(columns: list[list[str]], n: int) -> tuple[Tensor, Tensor]:
     """``k`` columns of ``n`` strings -> (UTF-8 bytes ``(B,)`` uint8, byte lengths ``(n, k)`` int64), row-major."""
     blobs = [[col[i].encode("utf-8") for col in columns] for i in range(n)]

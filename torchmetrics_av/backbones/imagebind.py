@@ -435,6 +435,10 @@ class ImageBind(nn.Module):
     """
 
     sample_rate = AUDIO_SAMPLE_RATE
+    # precision= (torchmetrics_av.precision): patch stems and trunks under autocast, heads/postprocessors float32.
+    autocast_modules = tuple(
+        f"model.{part}.{m}" for part in ("modality_preprocessors", "modality_trunks") for m in ("vision", "audio")
+    )
 
     def __init__(
         self,
@@ -459,7 +463,7 @@ class ImageBind(nn.Module):
         self._checkpoint_path: Path | None = None
         self._checkpoint_id: str | None = None
         if weights is not None or pretrained:
-            path = resolve_checkpoint(IMAGEBIND_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(IMAGEBIND_CHECKPOINT.name, weights, cache_dir=cache_dir)
             # Building on the meta device skips a random init of 719 M parameters that loading overwrites anyway.
             with torch.device("meta"):
                 self.model = ImageBindVisionAudio(*config)

@@ -334,6 +334,8 @@ class PANNs(nn.Module):
     sample_rate = PANNS_SAMPLE_RATE
     min_samples = PANNS_MIN_SAMPLES
     num_classes = PANNS_NUM_CLASSES
+    # precision= (torchmetrics_av.precision): the six ConvBlocks under autocast; front end, fc1 and fc_audioset float32.
+    autocast_modules = tuple(f"model.conv_block{i}" for i in range(1, 7))
 
     def __init__(
         self,
@@ -355,7 +357,7 @@ class PANNs(nn.Module):
         self.num_classes = num_classes
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(PANNS_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(PANNS_CHECKPOINT.name, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_panns_state_dict(path), strict=True)
             self.checkpoint_id = f"{PANNS_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()

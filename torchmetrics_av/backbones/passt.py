@@ -103,6 +103,9 @@ class PaSST(nn.Module):
 
     sample_rate = PASST_SAMPLE_RATE
     max_samples = PASST_MAX_SAMPLES
+    # precision="bf16"/"fp16" (torchmetrics_av.precision): the transformer under autocast, its classifier float32.
+    autocast_modules = ("model",)
+    float32_modules = ("model.head",)
 
     def __init__(
         self,
@@ -123,7 +126,7 @@ class PaSST(nn.Module):
         self.embed_dim = embed_dim
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(PASST_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(PASST_CHECKPOINT.name, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_state_dict(path), strict=True)
             self.checkpoint_id = f"{PASST_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()

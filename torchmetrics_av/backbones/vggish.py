@@ -218,6 +218,8 @@ class VGGish(nn.Module):
 
     sample_rate = VGGISH_SAMPLE_RATE
     min_samples = VGGISH_MIN_SAMPLES
+    # precision= (torchmetrics_av.precision): the convolutional stack under autocast; front end and MLP float32.
+    autocast_modules = ("model.features",)
 
     def __init__(
         self,
@@ -235,7 +237,7 @@ class VGGish(nn.Module):
         self.embed_dim = embed_dim
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(VGGISH_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(VGGISH_CHECKPOINT.name, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_vggish_state_dict(path), strict=True)
             self.checkpoint_id = f"{VGGISH_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()

@@ -167,8 +167,8 @@ def paired_bootstrap(
         seed: see :func:`bootstrap_indices`.
         ci: coverage of the percentile interval of the difference.
         indices: explicit ``(num, N)`` draws of ids.
-        reduce: statistic of a subset of rows (default: the mean over rows, i.e. a metric that averages per-sample
-            values); the same draw is applied to ``a`` and ``b``.
+        reduce: statistic of a subset of rows (default: the mean over rows and any trailing axes, i.e. a metric that
+            averages per-sample values); the same draw is applied to ``a`` and ``b``.
 
     Returns:
         ``{"difference", "low", "high", "std", "p_value"}`` scalar float64 tensors; ``p_value`` is the two-sided
@@ -207,7 +207,7 @@ def paired_bootstrap(
         "low": out["low"],
         "high": out["high"],
         "std": out["std"],
-        "p_value": torch.tensor((1.0 + extreme) / (boot.numel() + 1.0), dtype=torch.float64),
+        "p_value": torch.tensor((1.0 + extreme) / (boot.numel() + 1.0), dtype=torch.float64, device=boot.device),
     }
 
 

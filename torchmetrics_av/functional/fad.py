@@ -112,7 +112,8 @@ def _trace_sqrt_eigh(sigma1: Tensor, sigma2: Tensor) -> Tensor:
 def _congruence_lower(factor: Tensor, sigma: Tensor) -> Tensor:
     # Lᵀ S L with L lower-triangular. On CPU float64 two BLAS trmm calls (D³ flops each) replace two dense GEMMs
     # (2·D³ each); the result agrees with the dense product to round-off (~1e-15 relative).
-    if factor.device.type == "cpu" and factor.dtype == torch.float64:
+    cpu64 = factor.device.type == "cpu" and factor.dtype == torch.float64 == sigma.dtype
+    if cpu64 and not (factor.requires_grad or sigma.requires_grad):
         from scipy.linalg.blas import dtrmm
 
         sl = dtrmm(1.0, factor.numpy(), sigma.numpy(), side=1, lower=1)

@@ -14,14 +14,16 @@ Protocol (fadtk 1.1.0 ``FrechetAudioDistance.score_inf``, kadtk 1.1.0 ``KernelAu
    only ~63 % distinct rows: the statistics are those of a bootstrap sample). ``seed`` reproduces fadtk after
    ``np.random.seed(seed)``: ``np.random.RandomState(seed).choice(N, n, replace=True)`` step by step (the legacy
    Mersenne-Twister stream, frozen by NumPy); ``indices`` passes explicit draws instead;
-4. the distance per draw; 5. least squares of the distances on ``1/n`` (``np.polyfit(1/n, d, 1)``) and
+4. the distance of each draw to the reference;
+5. least squares of the distances on ``1/n`` (``np.polyfit(1/n, d, 1)``), and
    ``r2 = 1 − Σ(d − fit)² / Σ(d − mean d)²``.
 
 Differences from fadtk, all within the golden tolerances (rtol 2e-6 on points and fit): fadtk rounds every mean to
 float32 (``np.mean`` of float32 arrays; ~4e-7 of the mean term) and merges the reference statistics per file; here
 the moments are float64 from all rows. fadtk's trace is ``scipy.linalg.eig`` of ``S1 S2``; here ``method`` of
 :func:`~torchmetrics_av.functional.frechet_distance_from_features`. fadtk casts cached embeddings to float16; pass
-float16-rounded rows to reproduce its CLI on audio.
+float16-rounded rows to reproduce its CLI on audio. fadtk raises ``ValueError`` when its square root has an imaginary
+diagonal part above 1e-3; the symmetric and low-rank routes here have none (never triggered on the goldens).
 
 Example:
     >>> import torch

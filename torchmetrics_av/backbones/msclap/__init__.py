@@ -167,6 +167,8 @@ class MSCLAP(nn.Module):
 
     sample_rate = MSCLAP_SAMPLE_RATE
     num_samples = MSCLAP_NUM_SAMPLES
+    # precision= (torchmetrics_av.precision): HTSAT and GPT-2 under autocast, the projections float32.
+    autocast_modules = ("model.audio_encoder.base", "model.caption_encoder.base")
 
     def __init__(
         self,
@@ -193,7 +195,7 @@ class MSCLAP(nn.Module):
         self.model = MSCLAPModel(config)
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(MSCLAP_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(MSCLAP_CHECKPOINT.name, weights, cache_dir=cache_dir)
             load_msclap_state_dict(self.model, read_msclap_checkpoint(path, allow_pickle), str(path))
             self.checkpoint_id = f"{Path(path).name}@sha256:{file_digest(path)[:16]}"
         self.eval()

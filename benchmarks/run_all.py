@@ -1,0 +1,480 @@
+"""Every torchmetrics-av throughput benchmark in one run, written as ratios to one JSON file.
+
+Sections (a registry: :data:`SECTIONS`, one function each returning a dict):
+
+- ``backbones``: per backbone (:data:`cases.CASES`), ``update()`` time at batch 1/8/32 against its bare forward on
+  the same preprocessed batch (``overhead_ratio`` = update / forward; 1.0 means the metric adds nothing). The bare
+  forward is the replay of the backbone calls that ``update()`` made (recorded by :class:`cases.ForwardSpy`), and the
+  replay's outputs are checked against the recorded ones (``replay``).
+- ``cli``: ``torchmetrics-av evaluate`` files/s on WAV files (decode, resample, forward, JSON) against the bare
+  forward of the same files (its backbone calls replayed).
+- ``fd_compute``: FD ``compute()`` vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at D = 128/768/2048, and
+  the exact low-rank route (the functions of ``benchmarks/bench_fd_compute.py``).
+
+Times are the best of ``--repeats`` runs, the variants of one ratio timed alternately; only ratios mean something on
+a shared machine (``load_average`` in the JSON says how shared it was). ``--quick`` uses the tiny configs (a few
+layers) and 2 repeats: the ratios then weigh the metric's preprocessing against a very small forward, an upper bound
+of the overhead; the full run uses the official architectures (random weights, the same graph as the checkpoints).
+
+Usage::
+
+    python benchmarks/run_all.py --quick --json out.json            # < 10 min on 2 CPU cores
+    python benchmarks/run_all.py --device cuda --json out.json       # official sizes
+    python benchmarks/run_all.py --markdown out.json                 # the README table from a JSON
+    python benchmarks/run_all.py --update-readme out.json            # ... written into README.md
+
+The JSON schema is documented in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from a checkout: benchmark the checkout, not an installed copy
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from benchmarks.cases import AUDIO_RATE, CASES, BackboneCase, ForwardSpy, compare_outputs, interleaved_times, replay  # noqa: E402
+
+SCHEMA = "torchmetrics-av/run_all/1"
+# Batch sizes of the update() vs forward section (issue 12 item 1).
+BATCHES = (1, 8, 32)
+# Timed repeats per variant: best of 2 keeps --quick under 10 min on 2 cores; 5 for a quiet full run.
+REPEATS = {"quick": 2, "full": 5}
+# FD compute sizes (issue 12 item 1): VGGish's 128, PaSST's 768, PANNs' 2048-d embeddings; moments of 5000 / 4000
+# rows (full rank at every D), as bench_fd_compute's full-rank case.
+FD_DIMS = (128, 768, 2048)
+FD_ROWS = (5000, 4000)
+README_START, README_END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
+
+
+@dataclasses.dataclass
+class Options:
+    """What one run measures (from the command line)."""
+
+    device: torch.device
+    quick: bool
+    size: str
+    batches: tuple[int, ...]
+    repeats: int
+    backbones: tuple[str, ...]
+
+
+SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {}
+
+
+def section(name: str) -> Callable[[Callable[[Options], dict[str, Any]]], Callable[[Options], dict[str, Any]]]:
+    """Register a benchmark section: ``fn(options) -> dict`` (ratios, plus the timings they come from)."""
+
+    def register(fn: Callable[[Options], dict[str, Any]]) -> Callable[[Options], dict[str, Any]]:
+        SECTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure_batch(case: BackboneCase, net: torch.nn.Module, batch: int, opts: Options) -> dict[str, Any]:
+    """One batch size of :func:`backbone_overhead`: time ``update()`` and the replay of its backbone calls."""
+    inputs = case.inputs(batch, opts.size, torch.Generator().manual_seed(batch))
+    case.set_batch(net, batch)
+    update = case.metric(net, batch, "fp32")
+    if hasattr(update, "to"):
+        update.to(opts.device)
+    with ForwardSpy(net, case.forwards) as spy:  # also the warm-up: kernels, mel banks, resampler caches
+        update(**inputs)
+    calls = spy.calls
+    if not calls:
+        raise RuntimeError(f"{case.name}: update() called none of {case.forwards}; the case's `forwards` are stale")
+    check = compare_outputs([c.output for c in calls], replay(net, calls, device=opts.device))
+    times = interleaved_times(
+        {"update": lambda: update(**inputs), "forward": lambda: replay(net, calls, device=opts.device)},
+        opts.repeats,
+        opts.device,
+    )
+    t_update, t_forward = min(times["update"]), min(times["forward"])
+    return {
+        "update_s": t_update,
+        "forward_s": t_forward,
+        "update_s_median": statistics.median(times["update"]),
+        "forward_s_median": statistics.median(times["forward"]),
+        "overhead_ratio": t_update / t_forward,
+        "update_per_s": batch / t_update,
+        "forward_calls": len(calls),
+        "replay": check,
+    }
+
+
+def backbone_overhead(name: str, opts: Options) -> dict[str, Any]:
+    """``update()`` vs the bare forward of one backbone case at every batch size of ``opts``."""
+    case = CASES[name]
+    net = case.build(opts.size).to(opts.device)
+    out: dict[str, Any] = {"size": opts.size, "unit": case.clips, "forward_methods": list(case.forwards), "batches": {}}
+    for batch in opts.batches:
+        out["batches"][str(batch)] = measure_batch(case, net, batch, opts)
+        _free(opts.device)
+    del net
+    _free(opts.device)
+    return out
+
+
+@section("backbones")
+def backbones_section(opts: Options) -> dict[str, Any]:
+    """Per backbone: ``update()`` vs bare forward on the same preprocessed batch (see the module docstring)."""
+    result: dict[str, Any] = {}
+    for name in opts.backbones:
+        try:
+            result[name] = backbone_overhead(name, opts)
+        except Exception as err:  # one broken backbone must not hide the others' numbers
+            result[name] = {"error": _error_text(err)}
+    return result
+
+
+@section("fd_compute")
+def fd_compute_section(opts: Options) -> dict[str, Any]:
+    """FD compute (eigh route) vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at each of :data:`FD_DIMS`
+    (ratios and relative agreement), and the exact low-rank route (``benchmarks/bench_fd_compute.py``)."""
+    from benchmarks import bench_fd_compute as fdc
+
+    repeat = 1 if opts.quick else 3
+    return {
+        # Below D = 2048 one compute takes milliseconds: best of 5 even in a quick run.
+        "by_dimension": {str(d): fdc.bench_full_rank(d, FD_ROWS, repeat if d >= 2048 else 5) for d in FD_DIMS},
+        "low_rank": fdc.bench_low_rank(
+            fdc.QUICK_D if opts.quick else fdc.LOW_D, fdc.QUICK_LOW_N if opts.quick else fdc.LOW_N, repeat
+        ),
+    }
+
+
+# CLI section: files per run (8 s, 16 kHz mono WAV, generated and reference) and the metrics it scores.
+CLI_FILES = {"quick": 8, "full": 32}
+CLI_SECONDS = 8.0
+CLI_METRICS = "fd_passt,kl_passt"
+
+
+def _write_wavs(folder: Path, n: int, seed: int) -> None:
+    import soundfile
+
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        wave = 0.1 * torch.randn(round(CLI_SECONDS * AUDIO_RATE), generator=gen)
+        soundfile.write(folder / f"clip{i:03d}.wav", wave.numpy(), AUDIO_RATE, subtype="PCM_16")
+
+
+@section("cli")
+def cli_section(opts: Options) -> dict[str, Any]:
+    """``torchmetrics-av evaluate`` files/s (decode → resample → forward → JSON) vs the bare forward on the same files.
+
+    The command runs in-process with ``--random-weights``; its backbone calls are recorded as in ``backbones``, and
+    the pipeline time counts from the moment its backbones are built (model construction excluded).
+    """
+    import tempfile
+    import time
+
+    from torchmetrics_av import cli
+    from torchmetrics_av.cli import backbones as cli_backbones
+
+    n = CLI_FILES["quick" if opts.quick else "full"]
+    built: dict[str, Any] = {}
+    original = cli_backbones.build_backbone
+
+    def build_and_spy(kind: str, args: Any) -> torch.nn.Module:
+        net = original(kind, args)
+        spy = ForwardSpy(net, CASES[kind].forwards).__enter__()
+        built[kind] = (net, spy)
+        built["ready"] = time.perf_counter()
+        return net
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _write_wavs(root / "gen", n, 0)
+        _write_wavs(root / "ref", n, 1)
+        argv = ["evaluate", "--gen", str(root / "gen"), "--ref", str(root / "ref"), "--metrics", CLI_METRICS]
+        argv += ["--random-weights", opts.size, "--device", str(opts.device), "--out", str(root / "out.json")]
+        cli_backbones.build_backbone = build_and_spy
+        try:
+            t0 = time.perf_counter()
+            status = cli.main(argv)
+            t_end = time.perf_counter()
+        finally:
+            cli_backbones.build_backbone = original
+            for key, value in built.items():
+                if key != "ready":
+                    value[1].__exit__(None, None, None)
+        if status != 0:
+            raise RuntimeError(f"torchmetrics-av {' '.join(argv)} exited with {status}")
+    t_pipeline = t_end - built["ready"]
+    forwards = {kind: value for kind, value in built.items() if kind != "ready"}
+
+    def bare() -> None:
+        for net, spy in forwards.values():
+            replay(net, spy.calls, device=opts.device)
+
+    t_forward = min(interleaved_times({"forward": bare}, opts.repeats, opts.device)["forward"])
+    return {
+        "files": n,
+        "file_seconds": CLI_SECONDS,
+        "metrics": CLI_METRICS,
+        "size": opts.size,
+        "total_s": t_end - t0,
+        "pipeline_s": t_pipeline,
+        "forward_s": t_forward,
+        "files_per_s": n / t_pipeline,
+        "forward_files_per_s": n / t_forward,
+        "overhead_ratio": t_pipeline / t_forward,
+        "forward_calls": {k: len(spy.calls) for k, (_, spy) in forwards.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the run
+
+
+def _error_text(err: BaseException) -> str:
+    tb = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return f"{type(err).__name__}: {err}{where}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where the numbers come from: versions, cores, threads, device name, commit."""
+    import torchmetrics_av
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchmetrics_av": torchmetrics_av.__version__,
+        "git_commit": _git_commit(),
+        "platform": platform.platform(),
+        "cpu_cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+    }
+
+
+def run(opts: Options, sections: Sequence[str]) -> dict[str, Any]:
+    """Run ``sections`` and return the JSON document (schema in benchmarks/README.md)."""
+    load_before = list(os.getloadavg())
+    started = datetime.datetime.now(datetime.timezone.utc)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": started.isoformat(timespec="seconds"),
+        "quick": opts.quick,
+        "size": opts.size,
+        "batches": list(opts.batches),
+        "repeats": opts.repeats,
+        "environment": environment(opts.device),
+        "sections": {},
+        "errors": {},
+    }
+    for name in sections:
+        try:
+            doc["sections"][name] = SECTIONS[name](opts)
+        except Exception as err:
+            doc["errors"][name] = _error_text(err)
+        for key, value in doc["sections"].get(name, {}).items():
+            if isinstance(value, dict) and "error" in value:
+                doc["errors"][f"{name}.{key}"] = value["error"]
+    load_after = list(os.getloadavg())
+    cores = doc["environment"]["cpu_cores"] or 1
+    doc["load_average"] = {
+        "before": load_before,
+        "after": load_after,
+        # More runnable processes than cores during the run: absolute times are inflated, ratios less so.
+        "noisy": max(load_before[0], load_after[0], load_after[1]) > cores,
+    }
+    doc["elapsed_s"] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# README table
+
+
+def _fmt_ratio(x: float) -> str:
+    return f"{x:.2f}×"
+
+
+def markdown_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(benchmark, result)`` rows of the README performance table from a run_all JSON."""
+    rows: list[tuple[str, str]] = []
+    for name, res in doc["sections"].get("backbones", {}).items():
+        if "error" in res:
+            rows.append((f"`{name}` update() / bare forward", f"error: {res['error']}"))
+            continue
+        ratios = ", ".join(f"{b}: {_fmt_ratio(r['overhead_ratio'])}" for b, r in res["batches"].items())
+        rows.append((f"`{name}` `update()` / bare forward, {res['size']} config, per batch of {res['unit']}", ratios))
+    fd = doc["sections"].get("fd_compute")
+    if fd:
+        rows.extend(_fd_rows(fd))
+    cli_res = doc["sections"].get("cli")
+    if cli_res:
+        rows.append(
+            (
+                f"`torchmetrics-av evaluate` ({cli_res['metrics']}, {cli_res['files']} + {cli_res['files']} WAV "
+                f"files of {cli_res['file_seconds']:g} s, {cli_res['size']} random weights) / bare forward on the "
+                "same files",
+                f"{_fmt_ratio(cli_res['overhead_ratio'])} ({cli_res['files_per_s']:.2f} files/s vs "
+                f"{cli_res['forward_files_per_s']:.2f} for the forwards alone)",
+            )
+        )
+    for name, data in doc["sections"].items():
+        if name not in ("backbones", "fd_compute", "cli"):
+            rows.extend(_generic_rows(name, data))
+    return rows
+
+
+def _fd_rows(fd: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for d, r in fd.get("by_dimension", {}).items():
+        rows.append(
+            (
+                f"FD `compute()` at D = {d} (moments of {r['N'][0]} / {r['N'][1]} rows), eigh route",
+                f"speed-up {_fmt_ratio(r['speedup_vs_scipy'])} vs scipy `sqrtm` (rel. diff "
+                f"{r['rel_diff_vs_scipy']:.1e}), {_fmt_ratio(r['speedup_vs_torchmetrics'])} vs torchmetrics "
+                f"`_compute_fid` (rel. diff {r['rel_diff_vs_torchmetrics']:.1e})",
+            )
+        )
+    low = fd.get("low_rank")
+    if low:
+        rows.append(
+            (
+                f"FD from features, rank-deficient (N = {low['N'][0]} / {low['N'][1]}, D = {low['D']}), low-rank route",
+                f"speed-up {_fmt_ratio(low['speedup_vs_scipy'])} vs scipy `sqrtm`, "
+                f"{_fmt_ratio(low['speedup_vs_eigh'])} vs eigh; exact − scipy {low['exact_minus_scipy']:.1e}",
+            )
+        )
+    return rows
+
+
+def _generic_rows(title: str, data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Rows for a section that has no formatter of its own: every ratio-like number, by its key path."""
+    rows: list[tuple[str, str]] = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_generic_rows(title, value, f"{path}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and not path.endswith("_s"):
+            rows.append((f"{title}: `{path}`", f"{value:.3g}"))
+    return rows
+
+
+def markdown_table(doc: dict[str, Any]) -> str:
+    """The README performance table (with a line saying where and how the numbers were measured)."""
+    env, load = doc["environment"], doc["load_average"]
+    head = (
+        f"Measured by `python benchmarks/run_all.py{' --quick' if doc['quick'] else ''}` on {env['device_name']} "
+        f"({env['device']}, {env['cpu_cores']} cores, torch {env['torch']}, {doc['created'][:10]}); load average "
+        f"{load['before'][0]:.1f} → {load['after'][0]:.1f}"
+        + (" (shared machine: ratios are noisy)" if load["noisy"] else "")
+        + ".\n\n"
+    )
+    lines = ["| benchmark | result |", "|---|---|"] + [f"| {b} | {r} |" for b, r in markdown_rows(doc)]
+    return head + "\n".join(lines) + "\n"
+
+
+def update_readme(doc: dict[str, Any], readme: Path) -> None:
+    """Replace the text between the perf-table markers of ``readme`` with :func:`markdown_table`."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to fill")
+    readme.write_text(text[: start + len(README_START)] + "\n" + markdown_table(doc) + text[end:])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="tiny configs, 2 repeats (< 10 min on 2 CPU cores)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--size", choices=["tiny", "full"], help="backbone sizes (default: tiny with --quick)")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--repeats", type=int, help="timed runs per variant (default 2 quick, 5 full)")
+    parser.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--backbones", nargs="+", choices=sorted(CASES), default=list(CASES))
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a results file")
+    parser.add_argument("--update-readme", type=Path, metavar="JSON", help="write that table into README.md")
+    args = parser.parse_args(argv)
+    if any(b < 1 for b in args.batches):
+        parser.error("--batches must be positive")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (1 when a section or backbone failed)."""
+    args = _parse(argv)
+    if args.markdown or args.update_readme:
+        doc = json.loads((args.markdown or args.update_readme).read_text())
+        if args.update_readme:
+            update_readme(doc, REPO / "README.md")
+        else:
+            print(markdown_table(doc), end="")
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is visible", file=sys.stderr)
+        return 2
+    size = args.size or ("tiny" if args.quick else "full")
+    opts = Options(
+        device=torch.device(args.device),
+        quick=args.quick,
+        size=size,
+        batches=tuple(args.batches),
+        repeats=args.repeats or REPEATS["quick" if args.quick else "full"],
+        backbones=tuple(args.backbones),
+    )
+    doc = run(opts, args.sections)
+    text = json.dumps(doc, indent=2, default=str)
+    if args.json:
+        args.json.write_text(text + "\n")
+    for name, res in doc["sections"].get("backbones", {}).items():
+        if "batches" in res:
+            ratios = "  ".join(f"b{b}: {r['overhead_ratio']:.2f}x" for b, r in res["batches"].items())
+            print(f"{name:>12} update/forward  {ratios}")
+    for key, err in doc["errors"].items():
+        print(f"ERROR {key}: {err}", file=sys.stderr)
+    print(f"elapsed {doc['elapsed_s']:.0f} s; load average {doc['load_average']}")
+    return 1 if doc["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The backbones the command line can load: one :class:`BackboneSpec` each, in :data:`BACKBONES`.
+
+``--weights-dir DIR`` is a weights folder in the checkpoint table's layout (what ``torchmetrics-av download
+--weights-dir DIR`` writes: the "file in the weights folder" column of the README table). A spec names the table
+entries its backbone loads (:attr:`BackboneSpec.checkpoints`: checkpoint or group names of
+:data:`torchmetrics_av.weights.GROUPS`) and builds it with ``cache_dir=DIR``, so every file is verified against the
+table and nothing is downloaded for what the folder holds. Where the table's files are not all there, a copy under the
+publisher's own name is accepted instead (:attr:`BackboneSpec.alternatives`: Whisper's ``base.pt``, a
+``from_pretrained`` folder ``clap-htsat-fused/`` with only config, weights and tokenizer) and used as it is
+(``weights=``, no digest). Without ``--weights-dir`` the cache folder plays that role and missing files are downloaded.
+
+:func:`build_backbones` lists what every backbone of the run lacks with
+:func:`~torchmetrics_av.weights.missing_checkpoints` before building any (offline, or with ``--weights-dir``) and
+reports **all** of it in one error, :func:`~torchmetrics_av.weights.missing_message`: each file with its URL, and the
+``torchmetrics-av download`` command that fetches them.
+
+Adding a backbone (PANNs, VGGish, MS-CLAP, ...) adds one spec here; the metric specs name it by its key.
+
+Example:
+    >>> from torchmetrics_av.cli.backbones import BACKBONES
+    >>> sorted(BACKBONES)
+    ['audiobox', 'clap', 'imagebind', 'passt', 'synchformer', 'whisper']
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from torchmetrics_av.cli.errors import CLIError
+from torchmetrics_av.cli.random_weights import random_backbone
+
+
+def _no_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How the command line locates and builds one backbone.
+
+    Attributes:
+        checkpoints: ``args -> names`` of the table entries it loads (they may depend on ``--protocol`` or
+            ``--whisper-model``), as :func:`torchmetrics_av.weights.select_checkpoints` takes them.
+        load: ``(a copy under an alternative name inside --weights-dir, or None for the table's files, args) ->
+            module``; it passes ``cache_dir=args.weights_dir``.
+        alternatives: ``args -> names`` inside ``--weights-dir`` used as ``weights=`` when the table's files are not
+            all there.
+    """
+
+    checkpoints: Callable[[argparse.Namespace], list[str]]
+    load: Callable[[Path | None, argparse.Namespace], nn.Module]
+    alternatives: Callable[[argparse.Namespace], tuple[str, ...]] = _no_alternatives
+
+
+def _passt(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.passt import PaSST
+
+    return PaSST(weights=path, cache_dir=args.weights_dir)
+
+
+def _clap_checkpoints(args: argparse.Namespace) -> list[str]:
+    # Each protocol's official CLAP checkpoint (the CLAP backbone picks the same ones for weights=None).
+    return [f"clap-{args.protocol}"]
+
+
+def _clap_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    from torchmetrics_av.backbones.clap import FASTVIDEO_FOLDER, FASTVIDEO_REPO
+    from torchmetrics_av.protocols import get_protocol
+
+    # A from_pretrained folder of laion/clap-htsat-fused (under the table's name or the repository's).
+    return (FASTVIDEO_FOLDER, FASTVIDEO_REPO) if get_protocol(args.protocol).clap_fusion else ()
+
+
+def _clap(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.clap import CLAP
+
+    clap = CLAP(weights=path, protocol=args.protocol, cache_dir=args.weights_dir)
+    _ = clap.tokenizer  # loaded now, so that a missing tokenizer is listed with the missing checkpoints
+    return clap
+
+
+def _whisper_checkpoints(args: argparse.Namespace) -> list[str]:
+    from torchmetrics_av.backbones.whisper import whisper_checkpoint
+
+    try:
+        return [whisper_checkpoint(args.whisper_model).name]
+    except ValueError as err:
+        raise CLIError(f"--whisper-model: {err}") from err
+
+
+def _whisper_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    from torchmetrics_av.backbones.whisper import whisper_checkpoint
+
+    return (Path(str(whisper_checkpoint(args.whisper_model).url)).name,)  # openai-whisper's own name: base.pt
+
+
+def _whisper(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.whisper import Whisper
+
+    return Whisper(weights=path, name=args.whisper_model, cache_dir=args.weights_dir)
+
+
+def _audiobox_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    from torchmetrics_av.backbones.audiobox import AUDIOBOX_HUB_REPO
+
+    return (AUDIOBOX_HUB_REPO,)
+
+
+def _audiobox(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.audiobox import Audiobox
+
+    return Audiobox(weights=path, cache_dir=args.weights_dir)
+
+
+def _imagebind(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.imagebind import ImageBind
+
+    return ImageBind(weights=path, cache_dir=args.weights_dir)
+
+
+def _synchformer(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.synchformer import Synchformer
+
+    return Synchformer(weights=path, cache_dir=args.weights_dir)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "passt": BackboneSpec(lambda args: ["passt"], _passt),
+    "clap": BackboneSpec(_clap_checkpoints, _clap, _clap_alternatives),
+    "whisper": BackboneSpec(_whisper_checkpoints, _whisper, _whisper_alternatives),
+    "audiobox": BackboneSpec(lambda args: ["audiobox"], _audiobox, _audiobox_alternatives),
+    "imagebind": BackboneSpec(lambda args: ["imagebind"], _imagebind),
+    "synchformer": BackboneSpec(lambda args: ["synchformer"], _synchformer),
+}
+
+
+class MissingWeightsError(CLIError):
+    """Checkpoint files are neither in ``--weights-dir`` nor in the cache, and cannot be downloaded."""
+
+
+def _alternative(spec: BackboneSpec, args: argparse.Namespace) -> Path | None:
+    root = Path(args.weights_dir).expanduser()
+    return next((root / n for n in spec.alternatives(args) if (root / n).exists()), None)
+
+
+def build_backbone(kind: str, args: argparse.Namespace) -> nn.Module:
+    """Backbone ``kind`` on ``--device``: random with ``--random-weights``, else the official checkpoint.
+
+    With ``--weights-dir`` (or offline) its table files must all be there (or an alternative copy, see
+    :class:`BackboneSpec`); otherwise they come from the cache or a download.
+
+    Raises:
+        MissingWeightsError: files are missing (the message names each, its URL and the download command).
+        CLIError: a file that is there is corrupt or not this model's checkpoint.
+    """
+    from torchmetrics_av.weights import ChecksumError, WeightsNotFoundError, missing_checkpoints, missing_message
+
+    if args.random_weights:
+        return random_backbone(kind, args.random_weights, args.protocol).to(args.device)
+    spec = BACKBONES[kind]
+    path = None
+    missing = missing_checkpoints(spec.checkpoints(args), args.weights_dir) if _must_be_there(args) else []
+    if missing:
+        path = _alternative(spec, args) if args.weights_dir else None
+        if path is None:
+            raise MissingWeightsError(missing_message(missing, args.weights_dir))
+    try:
+        module = spec.load(path, args)
+    except WeightsNotFoundError as err:
+        raise MissingWeightsError(f"{kind}: {err}") from err
+    except (ValueError, ChecksumError) as err:  # a file that is there but is not this model's checkpoint
+        raise CLIError(f"{kind}: {err}") from err
+    return module.to(args.device)
+
+
+def _must_be_there(args: argparse.Namespace) -> bool:
+    """Whether missing files are an error before anything loads: nothing may be downloaded for them."""
+    from torchmetrics_av.weights import is_offline
+
+    return args.weights_dir is not None or is_offline()
+
+
+def build_backbones(kinds: Iterable[str], args: argparse.Namespace) -> dict[str, nn.Module]:
+    """Every backbone of ``kinds`` (each once), listing every missing checkpoint file of all of them in one error.
+
+    Raises:
+        CLIError: files are missing (:func:`~torchmetrics_av.weights.missing_message`: each file with its URL and
+            the ``torchmetrics-av download`` command), or could not be downloaded.
+    """
+    from torchmetrics_av.weights import missing_checkpoints, missing_message
+
+    kinds = list(dict.fromkeys(kinds))
+    if not args.random_weights and _must_be_there(args):
+        lacking: dict[str, list] = {}
+        for kind in kinds:
+            spec = BACKBONES[kind]
+            missing = missing_checkpoints(spec.checkpoints(args), args.weights_dir)
+            if missing and not (args.weights_dir and _alternative(spec, args)):
+                lacking[kind] = missing
+        if lacking:
+            files = list({c.name: c for cs in lacking.values() for c in cs}.values())
+            where = f"--weights-dir {args.weights_dir}" if args.weights_dir else "the cache folder"
+            raise CLIError(
+                f"{missing_message(files, args.weights_dir)}\nNeeded by the backbones {', '.join(lacking)}; put the "
+                f"files in {where} under the names above (or run with network access once)."
+            )
+    built: dict[str, nn.Module] = {}
+    failed: list[str] = []
+    for kind in kinds:
+        try:
+            built[kind] = build_backbone(kind, args)
+        except MissingWeightsError as err:
+            failed.append(str(err))
+    if failed:
+        raise CLIError(f"{len(failed)} backbone(s) could not be loaded:\n  " + "\n  ".join(failed))
+    return built

@@ -1,0 +1,175 @@
+"""The metrics of the command line: one :class:`MetricSpec` each, in :data:`METRICS` (in output order).
+
+A spec names the backbone (a key of :data:`~torchmetrics_av.cli.backbones.BACKBONES`, shared by every metric that
+names it, so FD and KL on PaSST run one model), the :mod:`~torchmetrics_av.cli.feeds` feed (which also says which
+inputs the metric needs), how to construct the metric from the parsed arguments, and which ``per_sample()`` keys
+become CSV columns. The runner (:mod:`torchmetrics_av.cli.runner`) knows nothing else about any metric.
+
+Adding a metric is one entry, e.g. FD on PANNs once that backbone has a spec::
+
+    "fd_panns": MetricSpec("panns", Unpaired(), lambda bb, a: FrechetAudioDistance(backbone=bb, **_common(a))),
+
+KL on PANNs is ``Paired()`` with columns, Inception Score ``GeneratedAudio()`` (its ``details`` carry the std),
+KAD ``Unpaired()``, MS-CLAP ``WithText("prompts")`` on an ``"msclap"`` backbone.
+
+Example:
+    >>> from torchmetrics_av.cli.registry import METRICS
+    >>> list(METRICS)
+    ['fd_passt', 'kl_passt', 'clap', 'wer', 'aesthetics', 'imagebind', 'desync']
+    >>> METRICS["kl_passt"].backbone, type(METRICS["kl_passt"].feed).__name__
+    ('passt', 'Paired')
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from torchmetrics_av.cli.errors import CLIError
+from torchmetrics_av.cli.feeds import AudioVideo, Feed, FeedContext, GeneratedAudio, Paired, Unpaired, WithText
+
+Builder = Callable[[nn.Module, argparse.Namespace], Any]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of ``torchmetrics-av evaluate``.
+
+    Attributes:
+        backbone: key of the backbone it runs on.
+        feed: how batches reach its ``update`` (and which inputs it needs).
+        build: ``(backbone, args) -> metric`` (a ``ValueError`` becomes a readable error).
+        columns: CSV column -> ``per_sample()`` key, for the per-file rows.
+        requires: a module that must import for the metric to run (else it is left out of the default set).
+    """
+
+    backbone: str
+    feed: Feed
+    build: Builder
+    columns: Mapping[str, str] = field(default_factory=dict)
+    requires: str | None = None
+
+    def unavailable(self) -> str | None:
+        """Why the metric cannot run in this installation (``None``: it can)."""
+        if self.requires is None:
+            return None
+        try:
+            importlib.import_module(self.requires)
+        except ImportError as err:
+            return f"{self.requires} cannot be imported ({err})"
+        return None
+
+
+def _windowed(args: argparse.Namespace) -> dict[str, Any]:
+    """Protocol, batch size and av-benchmark's ``--audio_length`` window of the PaSST metrics."""
+    return {"protocol": args.protocol, "batch_size": args.batch_size, **_duration(args)}
+
+
+def _duration(args: argparse.Namespace) -> dict[str, Any]:
+    """``duration=`` only when given: the metrics' own default is av-benchmark's 8 s."""
+    return {} if args.duration is None else {"duration": args.duration}
+
+
+def _fd(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av import FrechetAudioDistance
+
+    fd = FrechetAudioDistance(backbone=bb, **_windowed(args))
+    if args.ref_stats:
+        try:
+            fd.load_reference_stats(args.ref_stats)
+        except (ValueError, OSError) as err:
+            raise CLIError(f"--ref-stats {args.ref_stats}: {err}") from err
+    return fd
+
+
+def _kl(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av import PaSSTKLDivergence
+
+    return PaSSTKLDivergence(backbone=bb, **_windowed(args))
+
+
+def _clap(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av import CLAPScore
+
+    return CLAPScore(backbone=bb, protocol=args.protocol, batch_size=args.batch_size, **_duration(args))
+
+
+def _wer(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av import SpeechWordErrorRate
+
+    return SpeechWordErrorRate(backbone=bb, protocol=args.protocol)
+
+
+def _aesthetics(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av import AudioboxAesthetics
+
+    return AudioboxAesthetics(backbone=bb, protocol=args.protocol)
+
+
+def _imagebind(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av import ImageBindScore
+
+    return ImageBindScore(backbone=bb, protocol=args.protocol, **_duration(args))
+
+
+def _desync(bb: nn.Module, args: argparse.Namespace) -> Any:
+    from torchmetrics_av.av.desync import DeSync
+
+    return DeSync(backbone=bb, protocol=args.protocol, **_duration(args))
+
+
+METRICS: dict[str, MetricSpec] = {
+    "fd_passt": MetricSpec("passt", Unpaired(ref_stats=True), _fd),
+    "kl_passt": MetricSpec(
+        "passt", Paired(), _kl, columns={"kl_passt": "kl_softmax", "kl_passt_sigmoid": "kl_sigmoid"}
+    ),
+    "clap": MetricSpec("clap", WithText("prompts"), _clap, columns={"clap_cosine": "score"}),
+    "wer": MetricSpec(
+        "whisper",
+        WithText("transcripts", language=True),
+        _wer,
+        columns={"wer": "wer", "wer_errors": "errors", "wer_words": "words", "wer_transcript": "transcript"},
+    ),
+    "aesthetics": MetricSpec(
+        "audiobox", GeneratedAudio(), _aesthetics, columns={f"aesthetics_{a}": a for a in ("CE", "CU", "PC", "PQ")}
+    ),
+    "imagebind": MetricSpec("imagebind", AudioVideo(), _imagebind, columns={"imagebind_cosine": "score"}),
+    "desync": MetricSpec(
+        "synchformer",
+        AudioVideo(),
+        _desync,
+        columns={"desync": "desync", "desync_offset_front": "offset_front", "desync_offset_back": "offset_back"},
+        requires="torchmetrics_av.av.desync",
+    ),
+}
+
+
+def select_metrics(requested: str, ctx: FeedContext) -> list[str]:
+    """The metric names of a run: ``"auto"`` picks every available metric the inputs allow, in :data:`METRICS` order.
+
+    Args:
+        requested: ``--metrics`` (comma-separated names, or ``"auto"``).
+        ctx: the run's :class:`~torchmetrics_av.cli.feeds.FeedContext`.
+
+    Raises:
+        CLIError: an unknown name, an empty list, a metric whose inputs are missing or that cannot run here.
+    """
+    if requested == "auto":
+        return [n for n, s in METRICS.items() if s.feed.missing(ctx) is None and s.unavailable() is None]
+    wanted = list(dict.fromkeys(m.strip() for m in requested.split(",") if m.strip()))
+    if not wanted:
+        raise CLIError(f"--metrics is empty; choose from {', '.join(METRICS)}")
+    for name in wanted:
+        if name not in METRICS:
+            raise CLIError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+        spec = METRICS[name]
+        if (need := spec.feed.missing(ctx)) is not None:
+            raise CLIError(f"{name} needs {need}")
+        if (why := spec.unavailable()) is not None:
+            raise CLIError(f"{name} is not available: {why}")
+    return wanted

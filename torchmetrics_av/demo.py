@@ -1,0 +1,220 @@
+r"""``torchmetrics-av demo``: every metric of the command line on the bundled demo clips; JSON, CSV and HTML report.
+
+The clips (``torchmetrics_av/demo_data/``, made by ``examples/make_demo_data.py``): six 8.4 s generated videos (96x96,
+25 fps, 16 kHz AAC: two espeak-ng sentences, an in-sync and a late metronome, a siren, rain) with reference
+recordings, captions (``prompts.csv``) and transcripts (``transcripts.json``), so that every metric the CLI knows
+has its inputs. :func:`run_demo` runs ``torchmetrics-av evaluate`` on them with ``--metrics`` set to every metric of
+:data:`torchmetrics_av.cli.registry.METRICS` that this installation can run, and writes ``results.json``,
+``per_sample.csv`` and ``report.html`` (:func:`torchmetrics_av.report.write_report`) into ``out_dir``.
+
+Checkpoints: with ``random_weights=None`` the official checkpoints are used, from ``weights_dir`` or the cache
+(``$TORCHMETRICS_AV_CACHE``), downloading the missing ones (:func:`torchmetrics_av.downloads.download`). When some
+cannot be had (offline: ``TORCHMETRICS_AV_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``, no network, a failed download), the
+demo prints the RANDOM WEIGHTS banner once, lists every missing file with its source, and runs with
+``--random-weights tiny`` instead: the numbers are then not the metrics (the JSON's ``provenance.random_weights``
+and the report say so too), but every step of the pipeline runs and the command still succeeds.
+
+Example:
+    >>> from torchmetrics_av.demo import demo_data_dir, demo_metrics
+    >>> sorted(p.name for p in demo_data_dir().iterdir() if p.suffix in {".csv", ".json"})
+    ['prompts.csv', 'transcripts.json']
+    >>> demo_metrics()[:3]
+    ['fd_passt', 'kl_passt', 'clap']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, write_outputs
+from torchmetrics_av.cli.parser import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, build_parser
+from torchmetrics_av.cli.registry import METRICS
+
+DEFAULT_OUT_DIR = "torchmetrics-av-demo"
+FALLBACK_WEIGHTS = "tiny"  # the --random-weights size used when checkpoints are missing: small, quick on a CPU
+OUTPUT_FILES = {"json": "results.json", "csv": "per_sample.csv", "report": "report.html"}
+DEMO_FILES = ("gen", "ref", "prompts.csv", "transcripts.json")
+WHISPER_MODEL = "base"  # the CLI's default --whisper-model
+
+
+def demo_data_dir() -> Path:
+    """The bundled demo data folder (``gen/``, ``ref/``, ``prompts.csv``, ``transcripts.json``).
+
+    Raises:
+        FileNotFoundError: the package was installed without its data (the message says how to regenerate it).
+    """
+    root = Path(str(resources.files("torchmetrics_av") / "demo_data"))
+    absent = [name for name in DEMO_FILES if not (root / name).exists()]
+    if absent:
+        raise FileNotFoundError(
+            f"the demo data is incomplete in {root} (missing {', '.join(absent)}); reinstall torchmetrics-av, or "
+            "regenerate it from a source checkout with `python examples/make_demo_data.py`"
+        )
+    return root
+
+
+def demo_metrics() -> list[str]:
+    """Every metric of the CLI registry this installation can run, in registry order."""
+    return [name for name, spec in METRICS.items() if spec.unavailable() is None]
+
+
+def _checkpoint_groups(metrics: list[str], protocol: str) -> list[str]:
+    """The :data:`torchmetrics_av.weights.GROUPS` names of the metrics' backbones.
+
+    A backbone without a group is left out of this check; a checkpoint it misses is caught when it loads.
+    """
+    from torchmetrics_av.weights import GROUPS
+
+    groups = []
+    for backbone in dict.fromkeys(METRICS[m].backbone for m in metrics):
+        # CLAP's checkpoint depends on the protocol; the CLI's WER runs openai-whisper `--whisper-model base`.
+        group = {"clap": f"clap-{protocol}", "whisper": "whisper"}.get(backbone, backbone)
+        if group in GROUPS:
+            groups.append(group)
+    return groups
+
+
+def missing_weights(metrics: list[str], protocol: str, weights_dir: str | None, download: bool) -> list[str]:
+    """Lines naming every checkpoint the metrics need that is neither in ``weights_dir`` / the cache nor downloadable.
+
+    Args:
+        metrics: CLI metric names.
+        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        weights_dir: the CLI's ``--weights-dir`` (``None``: the cache folder).
+        download: try to download the missing ones first (never attempted offline).
+
+    Returns:
+        ``[]`` when everything is there; else :func:`torchmetrics_av.weights.missing_message`'s lines.
+    """
+    from torchmetrics_av.weights import is_offline, missing_checkpoints, missing_message
+
+    groups = _checkpoint_groups(metrics, protocol)
+    missing = missing_checkpoints(groups, weights_dir)
+    failed: list[str] = []
+    if missing and download and not is_offline():
+        from torchmetrics_av.downloads import download as fetch
+
+        failed = [f"{r.name}: {r.error}" for r in fetch(sorted({c.name for c in missing}), weights_dir) if not r.ok]
+        missing = missing_checkpoints(groups, weights_dir)
+    if not missing:
+        return []
+    # One network failure usually hits every file (each message holds its URL): the count and the first one.
+    reason = [f"Download failed for {len(failed)} file(s), e.g. {failed[0]}"] if failed else []
+    return missing_message(missing, weights_dir).splitlines() + reason
+
+
+def _evaluate_args(data: Path, out: Path, random_weights: str | None, options: dict[str, Any]) -> Any:
+    argv = ["evaluate", "--gen", str(data / "gen"), "--ref", str(data / "ref")]
+    argv += ["--prompts", str(data / "prompts.csv"), "--transcripts", str(data / "transcripts.json")]
+    argv += ["--metrics", ",".join(options["metrics"]), "--out", str(out / OUTPUT_FILES["json"])]
+    argv += ["--csv", str(out / OUTPUT_FILES["csv"]), "--protocol", options["protocol"]]
+    argv += ["--batch-size", str(options["batch_size"]), "--num-workers", str(options["num_workers"])]
+    argv += ["--whisper-model", WHISPER_MODEL]
+    for flag, key in (("--device", "device"), ("--weights-dir", "weights_dir"), ("--duration", "duration")):
+        if options[key] is not None:
+            argv += [flag, str(options[key])]
+    if random_weights:
+        argv += ["--random-weights", random_weights]
+    return build_parser().parse_args(argv)
+
+
+def run_demo(
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+    random_weights: str | None = None,
+    device: str | None = None,
+    *,
+    protocol: str = "fastvideo",
+    weights_dir: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = DEFAULT_NUM_WORKERS,
+    duration: float | None = None,
+    download: bool = True,
+) -> dict[str, Any]:
+    """Score the bundled clips with every metric; write ``results.json``, ``per_sample.csv``, ``report.html``.
+
+    Args:
+        out_dir: output folder (created).
+        random_weights: ``"tiny"`` / ``"full"``: random models (offline; the numbers are not the metrics); ``None``:
+            the official checkpoints, or ``"tiny"`` random ones when some cannot be found or downloaded.
+        device: torch device (default: ``cuda`` when a GPU is visible, else ``cpu``).
+        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        weights_dir: folder of official checkpoints (the CLI's ``--weights-dir``; default: the cache).
+        batch_size: files per metric update.
+        num_workers: decoder threads.
+        duration: av-benchmark's ``--audio_length`` (s); ``av-benchmark`` only.
+        download: download missing checkpoints (never attempted offline).
+
+    Returns:
+        the results document (as written to ``results.json``); ``provenance.random_weights`` says which weights ran
+        and ``provenance.missing_checkpoints`` what was missing.
+
+    Raises:
+        torchmetrics_av.cli.CLIError: a bad option (device, batch size, weights folder), as ``evaluate`` reports.
+    """
+    from torchmetrics_av.cli.parser import check_args
+    from torchmetrics_av.cli.runner import run_evaluate
+    from torchmetrics_av.report import write_report
+    from torchmetrics_av.weights import WeightsNotFoundError
+
+    data = demo_data_dir()
+    out = Path(out_dir)
+    metrics = demo_metrics()
+    options = {"metrics": metrics, "protocol": protocol, "device": device, "weights_dir": weights_dir}
+    options.update(batch_size=batch_size, num_workers=num_workers, duration=duration)
+    check_args(_evaluate_args(data, out, random_weights, options))  # bad options fail before any download
+    left_out = sorted(set(METRICS) - set(metrics))
+    if left_out:
+        reasons = "; ".join(f"{m}: {METRICS[m].unavailable()}" for m in left_out)
+        print(f"note: not available in this installation: {reasons}", file=sys.stderr)
+
+    missing: list[str] = []
+    if random_weights is None:
+        missing = missing_weights(metrics, protocol, weights_dir, download)
+    weights = random_weights or (FALLBACK_WEIGHTS if missing else None)
+    if weights:
+        print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
+    if missing:
+        print("\n".join(missing) + f"\nRunning with --random-weights {FALLBACK_WEIGHTS} instead.", file=sys.stderr)
+    try:
+        doc, _ = run_evaluate(_evaluate_args(data, out, weights, options))
+    except WeightsNotFoundError as err:  # a file a backbone loads on first use, not in the checkpoint groups
+        if weights:
+            raise
+        missing, weights = [str(err)], FALLBACK_WEIGHTS
+        print(f"{RANDOM_WEIGHTS_BANNER}\n{err}\nRunning with --random-weights {weights} instead.", file=sys.stderr)
+        doc, _ = run_evaluate(_evaluate_args(data, out, weights, options))
+
+    doc["provenance"]["missing_checkpoints"] = missing
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(doc, out / OUTPUT_FILES["json"], out / OUTPUT_FILES["csv"])
+    write_report(doc, doc["per_sample"], out / OUTPUT_FILES["report"], title="torchmetrics-av demo")
+    return doc
+
+
+def run_demo_command(args: Any) -> int:
+    """``torchmetrics-av demo`` on parsed arguments: run, print the corpus values and where the files are.
+
+    Returns 0, or 1 when a metric gave no value (its reason is printed; the other values are written).
+    """
+    doc = run_demo(
+        args.out,
+        args.random_weights,
+        args.device,
+        protocol=args.protocol,
+        weights_dir=args.weights_dir,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        duration=args.duration,
+    )
+    print(json.dumps(doc["metrics"], indent=2))
+    out = Path(args.out)
+    print("wrote " + ", ".join(str(out / name) for name in OUTPUT_FILES.values()), file=sys.stderr)
+    failed = [name for name, value in doc["metrics"].items() if value is None]
+    for name in failed:
+        print(f"error: {name} gave no value: {doc['details'][name].get('error')}", file=sys.stderr)
+    return 1 if failed else 0
