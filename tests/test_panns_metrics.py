@@ -54,7 +54,9 @@ def test_isc_panns_from_stored_logits(golden):
     )
 
 
-@pytest.mark.parametrize(("backbone", "key", "metric"), [("panns", "emb2048", "FD-PANN"), ("vggish", "vggish_emb", "FD-VGG")])
+@pytest.mark.parametrize(
+    ("backbone", "key", "metric"), [("panns", "emb2048", "FD-PANN"), ("vggish", "vggish_emb", "FD-VGG")]
+)
 def test_fd_from_stored_features(golden, backbone, key, metric):
     av = golden["avbench"]
     fd = FrechetAudioDistance(protocol="av-benchmark", backbone=backbone)
