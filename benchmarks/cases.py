@@ -365,7 +365,9 @@ def _build(name: str, size: str, **overrides: Any) -> nn.Module:
             if size == "tiny":
                 from torchmetrics_av.backbones.clap import small_clap_config
 
-                overrides.setdefault("config", small_clap_config(fusion=True))
+                # fastvideo's checkpoint is the fused HTSAT, av-benchmark's the unfused one.
+                fusion = overrides.get("protocol", "fastvideo") == "fastvideo"
+                overrides.setdefault("config", small_clap_config(fusion=fusion))
         if size == "tiny":
             try:
                 from torchmetrics_av.testing import tiny_backbone
