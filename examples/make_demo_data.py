@@ -272,6 +272,9 @@ def write_video(path: Path, frames: np.ndarray, audio: np.ndarray) -> None:
         video.width, video.height, video.pix_fmt = SIZE, SIZE, "yuv420p"
         sound = out.add_stream("aac", rate=SAMPLE_RATE)
         sound.layout, sound.bit_rate = "mono", AAC_BIT_RATE
+        # PyAV's default threading (auto thread count, frame threads) can reorder encoder work between runs.
+        for stream in (video, sound):
+            stream.codec_context.thread_count = 1
         for image in frames:
             out.mux(video.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
         out.mux(video.encode())

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import lzma
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from tests import golden_codec
+from tests.fill_v1 import fill_v1 as _fill_v1
+
 REPO = Path(__file__).resolve().parents[1]
-# Golden data the tests read travels with the repo (tests/golden/<name>/); ../shared/golden is the transitional
-# fallback while the copies are being made (TORCHMETRICS_AV_GOLDEN_DIR overrides it).
+# Golden data the tests read travels with the repo: tests/golden/<name>/ (see its README.md).
 REPO_GOLDEN_DIR = REPO / "tests" / "golden"
-GOLDEN_DIR = Path(os.environ.get("TORCHMETRICS_AV_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+# A second golden root, read only when this variable is set and only for files the repo's copy lacks (e.g. the
+# complete shared goldens); nothing outside the repo is ever read implicitly.
+GOLDEN_DIR_ENV = "TORCHMETRICS_AV_GOLDEN_DIR"
+
+
+def golden_roots() -> list[Path]:
+    """The folders golden data is looked up in, in order: tests/golden, then $TORCHMETRICS_AV_GOLDEN_DIR if set."""
+    extra = os.environ.get(GOLDEN_DIR_ENV)
+    return [REPO_GOLDEN_DIR, *([Path(extra)] if extra else [])]
+
 
 # The goldens were produced on CPU with 2 threads; float32 reductions depend on the thread split.
 torch.set_num_threads(2)
@@ -33,26 +46,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def _missing(what: str) -> str:
+    where = os.environ.get(GOLDEN_DIR_ENV)
+    hint = f" nor under {GOLDEN_DIR_ENV}={where}" if where else f" (set {GOLDEN_DIR_ENV} to a folder that holds it)"
+    return f"golden {what} is missing from this checkout{hint}; see tests/golden/README.md"
+
+
 def golden_path(name: str) -> Path:
-    """Folder of golden `name`: ``tests/golden/<name>`` (the repo's copy), else the shared folder; FAILS when absent.
+    """Folder of golden `name`: ``tests/golden/<name>``, else ``$TORCHMETRICS_AV_GOLDEN_DIR/<name>``; FAILS when absent.
 
     A golden test never skips: missing data is a broken checkout, not an optional feature.
     """
-    for path in (REPO_GOLDEN_DIR / name, GOLDEN_DIR / name):
-        if path.is_dir():
-            return path
-    pytest.fail(f"golden folder tests/golden/{name} is missing from this checkout")
+    for root in golden_roots():
+        if (root / name).is_dir():
+            return root / name
+    pytest.fail(_missing(f"folder tests/golden/{name}"))
+
+
+def golden_file(name: str, filename: str) -> Path:
+    """Path of golden file ``<name>/<filename>`` (or its compressed ``<filename>.xz``); FAILS when absent.
+
+    Each root of `golden_roots` is searched in turn, so a file the repo does not carry (the opt-in `full_golden`
+    data) can come from ``$TORCHMETRICS_AV_GOLDEN_DIR`` while everything else is read from the repo.
+    """
+    for root in golden_roots():
+        for path in (root / name / filename, root / name / (filename + golden_codec.XZ_SUFFIX)):
+            if path.is_file():
+                return path
+    pytest.fail(_missing(f"file tests/golden/{name}/{filename}"))
+
+
+def load_golden(name: str, filename: str) -> Any:
+    """Contents of golden file ``<name>/<filename>``: parsed JSON for ``.json``, else the ``torch.load`` dict.
+
+    Repo copies may be xz-compressed and hold lossless codec records (tests/golden_codec.py); both are undone here,
+    so the result is the object the original shared file gives (trimmed to what the tests read).
+    """
+    path = golden_file(name, filename)
+    if filename.endswith(".json"):
+        data = path.read_bytes()
+        return json.loads(
+            (lzma.decompress(data) if path.name.endswith(golden_codec.XZ_SUFFIX) else data).decode("utf-8")
+        )
+    return golden_codec.load(path)
 
 
 @pytest.fixture(scope="session")
 def fill_v1() -> Callable[[torch.nn.Module], torch.nn.Module]:
-    """The deterministic name-based weight fill of ../shared/golden/fill.py."""
-    fill_file = GOLDEN_DIR / "fill.py"
-    if not fill_file.exists():
-        pytest.skip(f"{fill_file} is absent (set TORCHMETRICS_AV_GOLDEN_DIR)")
-    sys.path.insert(0, str(GOLDEN_DIR))
-    try:
-        from fill import fill_v1 as fn
-    finally:
-        sys.path.pop(0)
-    return fn
+    """The deterministic name-based weight fill the goldens were made with (tests/fill_v1.py)."""
+    return _fill_v1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from tests.ddp import run_ddp
 from torchmetrics_av.audio.aesthetics import AudioboxAesthetics
 from torchmetrics_av.backbones.audiobox import (
@@ -59,7 +59,7 @@ def small_audiobox(seed: int = 0, **kw) -> Audiobox:
 
 @pytest.mark.slow
 def test_golden_parity_full_size(tmp_path, fill_v1):
-    g = torch.load(golden_path("audiobox") / "audiobox_golden.pt", weights_only=True)
+    g = load_golden("audiobox", "audiobox_golden.pt")
     assert g["axes"] == list(AXES)
     assert g["model_config"] == AUDIOBOX_HUB_CONFIG
     # Official HF layout written by the package's own save_pretrained; the config bytes are the hub's.

@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, PreTrainedTokenizerFast
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from tests.ddp import run_ddp
 from torchmetrics_av import CLAPScore
 from torchmetrics_av.backbones import CLAP
@@ -139,7 +139,7 @@ def laion_extras(unused_names: list[str]) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def golden():
-    return torch.load(golden_path("clap") / "clap_golden.pt", weights_only=True)
+    return load_golden("clap", "clap_golden.pt")
 
 
 def golden_wave(golden, clip: str) -> torch.Tensor:
@@ -423,7 +423,7 @@ def test_load_from_pretrained_dir_and_state_dict_file(tmp_path):
 def test_offline_errors_name_the_file_and_the_argument(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCHMETRICS_AV_CACHE", str(tmp_path))
-    with pytest.raises(WeightsNotFoundError, match=re.escape(FASTVIDEO_REPO) + ".*weights="):
+    with pytest.raises(WeightsNotFoundError, match="(?s)" + re.escape(FASTVIDEO_REPO) + ".*weights="):
         CLAP(protocol="fastvideo")
     with pytest.raises(WeightsNotFoundError, match=re.escape(AVBENCH_CHECKPOINT.filename) + ".*weights="):
         CLAP(protocol="av-benchmark")

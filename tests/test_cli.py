@@ -331,11 +331,12 @@ def test_offline_missing_checkpoint_names_file_url_and_weights_dir(
     assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert filename in err and url in err and "--weights-dir" in err
-    # --weights-dir without the file: the expected name and its URL.
+    # --weights-dir without the file: the expected name, its URL and the command that fetches it there.
     (tmp_path / "wd").mkdir()
     assert main([*argv, "--weights-dir", str(tmp_path / "wd"), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
-    assert "is not in --weights-dir" in err and url in err
+    assert f"missing from {tmp_path / 'wd'}:" in err and filename in err and url in err
+    assert f"torchmetrics-av download --weights-dir {tmp_path / 'wd'} " in err
 
 
 def test_weights_dir_official_file_name(folders, tmp_path):

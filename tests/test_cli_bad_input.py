@@ -99,7 +99,7 @@ def test_reference_command_lists_truncated_files(bad_folders, tmp_path, capsys):
 
 
 def test_one_refused_clip_never_ends_the_run(tmp_path, capsys):
-    """A complete but very short clip makes KL's PaSST raise (a RuntimeError, not a ValueError); a NaN clip is refused
+    """A complete but very short clip is refused by KL (a ValueError naming the minimum length); a NaN clip is refused
     by every metric. Both are listed per metric with the metric's message; every metric still reports."""
     gen, ref = tmp_path / "gen", tmp_path / "ref"
     gen.mkdir()
@@ -119,12 +119,12 @@ def test_one_refused_clip_never_ends_the_run(tmp_path, capsys):
     doc = json.loads(out.read_text())
     err = capsys.readouterr().err
     skipped = {name: {s["stem"]: s["error"] for s in v} for name, v in doc["files"]["skipped"].items()}
-    assert set(skipped["kl_passt"]) == {"nan", "short"} and "RuntimeError" in skipped["kl_passt"]["short"]
+    assert set(skipped["kl_passt"]) == {"nan", "short"} and "needs at least" in skipped["kl_passt"]["short"]
     assert "NaN" in skipped["kl_passt"]["nan"] or "finite" in skipped["kl_passt"]["nan"]
     assert "nan" in skipped["aesthetics"]
     assert all(isinstance(doc["metrics"][m], (float, dict)) for m in ("fd_passt", "kl_passt", "aesthetics"))
     assert "kl_passt skipped short" in err and "Traceback" not in err
-    assert "RuntimeError" in doc["per_sample"]["short"]["kl_passt_error"]
+    assert "needs at least" in doc["per_sample"]["short"]["kl_passt_error"]
     # KL over the pairs it took, fed one at a time after the batch was refused.
     net = random_backbone("passt", "tiny", "fastvideo")
     kl = PaSSTKLDivergence(backbone=net, batch_size=4)
@@ -164,6 +164,19 @@ def test_weights_dir_that_does_not_exist(bad_folders, tmp_path, capsys):
     argv = ["evaluate", "--gen", str(gen), "--weights-dir", str(tmp_path / "nope"), "--device", "cpu"]
     assert main([*argv, "--out", str(tmp_path / "x.json")]) == 2
     assert f"--weights-dir {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main([*argv[:-4], "--weights-dir", str(tmp_path / "file"), "--device", "cpu"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_output_folder_that_does_not_exist(bad_folders, tmp_path, capsys):
+    """Checked before any model is built or file decoded, not after the run."""
+    gen, ref = bad_folders
+    out = tmp_path / "no" / "r.json"
+    assert main(["evaluate", "--gen", str(gen), "--out", str(out), *TINY]) == 2
+    assert f"cannot write {out}: the folder {out.parent} does not exist" in capsys.readouterr().err
+    assert main(["reference", "--ref", str(ref), "--out", str(out), *TINY]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 # Every backbone's official entry and where it comes from (the issue: today one run names one missing checkpoint).
@@ -193,17 +206,26 @@ def test_offline_one_run_lists_every_missing_checkpoint(tmp_path, capsys, monkey
     argv += ["--metrics", ",".join(names), "--device", "cpu", "--out", str(tmp_path / "x.json")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{len(kinds)} checkpoint(s) missing" in err and "Traceback" not in err
+    # One list of every file of every backbone (missing_checkpoints), each with its URL, then the download command.
+    from torchmetrics_av.cli.backbones import BACKBONES
+    from torchmetrics_av.cli.parser import build_parser
+    from torchmetrics_av.weights import missing_checkpoints
+
+    args = build_parser().parse_args(argv)
+    files = {c.filename for k in kinds for c in missing_checkpoints(BACKBONES[k].checkpoints(args), tmp_path / "x")}
+    assert f"{len(files)} checkpoint files missing from {tmp_path / 'empty-cache'}:" in err and "Traceback" not in err
     for kind in kinds:
         entry, url = EXPECTED_MISSING[kind]
-        assert f"{kind}: " in err and entry in err and url in err, kind
-    assert err.count("--weights-dir entry:") == len(kinds)
-    # With an empty --weights-dir: the same list, each entry as it should be named there.
+        assert entry in err and url in err, kind
+    assert all(f"  {f}  (" in err for f in files)
+    assert f"torchmetrics-av download --weights-dir {tmp_path / 'empty-cache'} " in err
+    assert f"Needed by the backbones {', '.join(k for k in dict.fromkeys(METRICS[n].backbone for n in names))};" in err
+    # With an empty --weights-dir: the same list, in that folder.
     (tmp_path / "wd").mkdir()
     assert main([*argv, "--weights-dir", str(tmp_path / "wd")]) == 2
     err = capsys.readouterr().err
-    assert err.count("is not in --weights-dir") == len(kinds)
-    assert all(EXPECTED_MISSING[k][1] in err for k in kinds)
+    assert f"{len(files)} checkpoint files missing from {tmp_path / 'wd'}:" in err
+    assert all(f"  {f}  (" in err for f in files) and all(EXPECTED_MISSING[k][1] in err for k in kinds)
 
 
 def test_progress_advances_per_file(bad_folders, tmp_path, monkeypatch):

@@ -256,3 +256,47 @@ def test_command_line_entry(tmp_path, mirror, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "1 problem:" in out and "synchformer_24-01-04T16-39-21: missing" in out
     assert downloads.main(["check", "--weights-dir", str(wdir), "nope"]) == 2
+
+
+def test_torchmetrics_av_download_all_then_weights_check(tmp_path, mirror, monkeypatch, capsys):
+    """The console script: `download --all` fills a folder from $TORCHMETRICS_AV_MIRROR, `weights --check` (offline)
+    calls it complete, then names a flipped byte corrupt and a deleted file missing."""
+    from torchmetrics_av.cli import main
+
+    root, table = mirror
+    monkeypatch.setattr(weights, "CHECKPOINTS", table)
+    monkeypatch.setenv("TORCHMETRICS_AV_MIRROR", root.as_uri())
+    wdir = tmp_path / "weights"
+    assert main(["download", "--all", "--weights-dir", str(wdir), "--quiet"]) == 0
+    assert "problem" not in capsys.readouterr().out
+    for c in table.values():
+        files = SNAPSHOT_FILES if c.snapshot else {"": None}
+        for rel in files:
+            path = Path(c.filename) / rel if rel else Path(c.filename)
+            assert (wdir / path).read_bytes() == (root / path).read_bytes(), path
+
+    monkeypatch.delenv("TORCHMETRICS_AV_MIRROR")
+    monkeypatch.setenv("TORCHMETRICS_AV_OFFLINE", "1")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("a connection was attempted"))
+    check_all = ["weights", "--check", "--all", "--weights-dir", str(wdir)]
+    assert main(check_all) == 0
+    out = capsys.readouterr().out
+    assert "problem" not in out and out.count(" ok ") >= len([c for c in table.values() if not c.snapshot])
+
+    sync = wdir / table["synchformer_24-01-04T16-39-21"].filename
+    st = sync.stat()
+    raw = bytearray(sync.read_bytes())
+    raw[7] ^= 0x80  # one bit, same size and modification time: only re-hashing finds it
+    sync.write_bytes(bytes(raw))
+    os.utime(sync, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (wdir / table["imagebind_huge"].filename).unlink()
+    assert main(check_all) == 1
+    out = capsys.readouterr().out
+    assert "2 problems:" in out
+    assert "synchformer_24-01-04T16-39-21: corrupt: " in out and "MD5" in out
+    assert "imagebind_huge: missing: not in the folder" in out
+
+    assert main(["weights", "desync"]) == 0  # the table rows of a name
+    assert capsys.readouterr().out.split("\t")[:2] == ["synchformer_24-01-04T16-39-21", "synchformer_state_dict.pth"]
+    assert main(["weights", "--check", "nope"]) == 2 and main(["download", "nope", "--weights-dir", str(wdir)]) == 2
+    assert "unknown checkpoint or group ['nope']" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from tests.ddp import run_ddp
 from torchmetrics_av import FrechetAudioDistance
 from torchmetrics_av.backbones import PaSST
@@ -38,7 +38,7 @@ def audio_batch(n: int, seconds: float = 0.5, sr: int = 16000, seed: int = 0) ->
 
 @pytest.fixture(scope="module")
 def formula():
-    return torch.load(golden_path("passt") / "passt_golden.pt", weights_only=True)["fd_formula"]
+    return load_golden("passt", "passt_golden.pt")["fd_formula"]
 
 
 def _make_set(formula, n: int, seed: int, params: dict) -> torch.Tensor:

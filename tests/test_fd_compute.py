@@ -10,7 +10,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import golden_path, load_golden
 from tests.estimators_inputs import checked_embeddings
 from tests.test_fad import FORMULA_ATOL, _make_set
 from torchmetrics_av.functional import frechet_distance_from_features
@@ -93,7 +93,7 @@ def test_every_method_matches_fadtk_full_sets(golden: dict, data: str, method: s
 
 
 def test_lowrank_on_the_passt_rank_deficient_golden() -> None:
-    formula = torch.load(golden_path("passt") / "passt_golden.pt", weights_only=True)["fd_formula"]
+    formula = load_golden("passt", "passt_golden.pt")["fd_formula"]
     case = formula["cases"]["rank_deficient"]
     x = _make_set(formula, case["n_gen"], case["seed_gen"], formula["params_gen"])
     y = _make_set(formula, case["n_ref"], case["seed_ref"], formula["params_ref"])

@@ -8,7 +8,6 @@ ImageBind-huge loaded from a manifest-shaped checkpoint file that the session wr
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from tests.ddp import run_ddp
 from torchmetrics_av import ImageBindScore
 from torchmetrics_av.backbones import ImageBind
@@ -63,12 +62,11 @@ SMALL = dict(
 
 @pytest.fixture(scope="session")
 def golden() -> dict[str, Any]:
-    folder = golden_path("imagebind")
     return {
-        "inputs": torch.load(folder / "inputs.pt", weights_only=True),
-        "outputs": {p: torch.load(folder / f"outputs_{p}.pt", weights_only=True) for p in PAIRS},
-        "scores": json.loads((folder / "scores.json").read_text()),
-        "manifest": json.loads((folder / "state_dict_manifest.json").read_text()),
+        "inputs": load_golden("imagebind", "inputs.pt"),
+        "outputs": {p: load_golden("imagebind", f"outputs_{p}.pt") for p in PAIRS},
+        "scores": load_golden("imagebind", "scores.json"),
+        "manifest": load_golden("imagebind", "state_dict_manifest.json"),
     }
 
 

@@ -8,7 +8,7 @@ import scipy.special
 import scipy.stats
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from tests.ddp import run_ddp
 from tests.test_fad import audio_batch, tiny_passt
 from torchmetrics_av import PaSSTKLDivergence
@@ -39,7 +39,7 @@ def test_sigmoid_variant_formula():
 
 @pytest.mark.parametrize("key", ["fastvideo", "avbench"])
 def test_golden_kl_matrices_from_stored_logits(key):
-    golden = torch.load(golden_path("passt") / "passt_golden.pt", weights_only=True)
+    golden = load_golden("passt", "passt_golden.pt")
     ref = golden[key]
     names = ref["kl_matrix_names"]
     logit_key = "kl_logits" if key == "fastvideo" else "logits"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from torchmetrics_av import FrechetAudioDistance, PaSSTKLDivergence
 from torchmetrics_av.backbones import PaSST
 from torchmetrics_av.functional import frechet_distance_from_features
@@ -32,7 +32,7 @@ FD_STORED_RTOL = 1e-7
 
 @pytest.fixture(scope="module")
 def golden() -> dict[str, Any]:
-    return torch.load(golden_path("passt") / "passt_golden.pt", weights_only=True)
+    return load_golden("passt", "passt_golden.pt")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ full-size network (fill-v1 weights) against ../shared/golden/synchformer (README
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.conftest import golden_path
+from tests.conftest import load_golden
 from torchmetrics_av.backbones.synchformer import (
     SYNCHFORMER_NUM_PARAMS,
     Synchformer,
@@ -42,7 +41,7 @@ CROP_ATOL = 1e-5
 
 @lru_cache(maxsize=4)
 def load_pair(name: str) -> dict[str, Any]:
-    return torch.load(golden_path("synchformer") / f"pair_{name}.pt", weights_only=True)
+    return load_golden("synchformer", f"pair_{name}.pt")
 
 
 def golden_video(d: dict[str, Any]) -> torch.Tensor:
@@ -85,7 +84,7 @@ def full_model(fill_v1: Callable[[torch.nn.Module], torch.nn.Module]) -> Synchfo
 
 @pytest.fixture(scope="session")
 def manifest() -> dict[str, Any]:
-    return json.loads((golden_path("synchformer") / "manifest.json").read_text())
+    return load_golden("synchformer", "manifest.json")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -230,7 +229,7 @@ def test_bf16_autocast_option_runs_encoders_in_bf16_and_head_in_float32() -> Non
 
 @pytest.mark.slow
 def test_compare_v_a_golden(full_model: Synchformer) -> None:
-    g = torch.load(golden_path("synchformer") / "compare_v_a.pt", weights_only=True)
+    g = load_golden("synchformer", "compare_v_a.pt")
     vis = torch.cat([g["vis_f16"].float()] * 2)
     aud = torch.cat([g["aud_f16"].float(), torch.roll(g["aud_f16"].float(), 1, dims=1)])
     with torch.no_grad():

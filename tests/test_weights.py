@@ -282,6 +282,13 @@ def test_backbones_use_the_table():
     # The fastvideo CLAP folder in the table is the revision the backbone loads from the hub.
     assert {CHECKPOINTS[n].revision for n in GROUPS["clap-fastvideo"]} == {clap.FASTVIDEO_REVISION}
     assert {CHECKPOINTS[n].hf_repo for n in GROUPS["clap-fastvideo"]} == {clap.FASTVIDEO_REPO}
+    from torchmetrics_av.backbones.msclap.tokenizer import GPT2_BPE
+
+    assert GPT2_BPE is CHECKPOINTS["gpt2_bpe_r50k_base"] and "gpt2_bpe_r50k_base" in GROUPS["msclap"]
+    # No backbone defines a checkpoint of its own: every file it loads is a table entry.
+    package = Path(clap.__file__).parent
+    private = [p.name for p in package.rglob("*.py") if re.search(r"\bCheckpoint\(", p.read_text())]
+    assert private == []
 
 
 def test_readme_weights_table_is_the_generated_one():
@@ -363,7 +370,9 @@ def test_offline_never_connects_and_lists_every_missing_file(tmp_path, monkeypat
     assert sorted(c.name for c in missing) == sorted(set(GROUPS["av-benchmark"]))  # all of them, in one list
     message = missing_message(missing, tmp_path)
     assert all(c.filename in message and c.source in message for c in missing)
-    assert f"download --weights-dir {tmp_path} passt_s_swa_p16_128_ap476" in message
+    assert message.endswith(f"download --weights-dir {tmp_path} av-benchmark")  # the whole group: named by it
+    partial = missing_message([checkpoint("imagebind_huge"), *missing_checkpoints(["clap-fastvideo"], tmp_path)])
+    assert partial.endswith(" clap-fastvideo imagebind_huge")
     (tmp_path / "vggish-10086976.pth").write_bytes(b"x")
     assert "vggish-10086976" not in {c.name for c in missing_checkpoints(["av-benchmark"], tmp_path)}
 
@@ -388,3 +397,111 @@ def test_http_range_request_and_timeout(monkeypatch):
     assert seen == {"range": "bytes=100-", "timeout": weights.DOWNLOAD_TIMEOUT_S}
     answer = Response(200, {"Content-Length": "104"})  # range ignored: start again from byte 0
     assert weights._open_url("https://example.invalid/f", 100, 5)[1:] == (0, 104)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# folders of the table: several files at once, other revisions, hub snapshots
+
+REV = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_at_revision_drops_the_table_digests_and_moves_the_folder():
+    pinned = checkpoint("whisper-base/model.safetensors")
+    assert weights.at_revision(pinned, None) is pinned
+    assert weights.at_revision(pinned, pinned.revision) is pinned
+    other = weights.at_revision(pinned, REV)
+    assert (other.name, other.filename) == (f"{pinned.name}@{REV}", f"whisper-base@{REV}/model.safetensors")
+    assert (other.sha256, other.md5, other.size, other.digest_by) == (None, None, None, "")
+    assert (
+        other.download_url(mirror="") == f"https://huggingface.co/openai/whisper-base/resolve/{REV}/model.safetensors"
+    )
+    snap = weights.at_revision(checkpoint("zai-org/GLM-ASR-Nano-2512"), "v1/x")
+    assert snap.filename == "GLM-ASR-Nano-2512@v1_x" and snap.snapshot
+    with pytest.raises(ValueError, match="not a hub file"):
+        weights.at_revision(checkpoint("imagebind_huge"), REV)
+    with pytest.raises(ValueError, match="no checkpoint table entry lives in the folder 'nope'"):
+        weights.folder_checkpoints("nope")
+
+
+def test_resolve_files_names_every_missing_file_at_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("TORCHMETRICS_AV_MIRROR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCHMETRICS_AV_OFFLINE", "1")
+    _no_network(monkeypatch)
+    (tmp_path / "audiobox-aesthetics").mkdir()
+    (tmp_path / "audiobox-aesthetics" / "config.json").write_text("{}")  # present: not listed (not hashed either)
+    with pytest.raises(WeightsNotFoundError) as err:
+        weights.resolve_files(["audiobox-aesthetics", "imagebind_huge"], cache_dir=tmp_path, weights_hint="x")
+    msg = str(err.value)
+    assert msg.startswith("2 checkpoint files not available (offline mode is on")
+    assert "audiobox-aesthetics/model.safetensors  (https://huggingface.co/facebook/audiobox-aesthetics/" in msg
+    assert "imagebind_huge.pth  (https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth)" in msg
+    assert "config.json" not in msg and msg.endswith("audiobox-aesthetics imagebind_huge. Or pass `weights=<x>`.")
+    # Online, each failed download is named with its reason; the other files are still fetched.
+    monkeypatch.delenv("TORCHMETRICS_AV_OFFLINE")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(b"a")
+    good = Checkpoint(name="a", filename="a.bin", url=(src / "a.bin").as_uri())
+    gone = [Checkpoint(name=n, filename=f"{n}.bin", url=(src / f"{n}.bin").as_uri()) for n in ("b", "c")]
+    with pytest.raises(
+        WeightsNotFoundError, match=r"(?s)^2 checkpoint files not available \(download failed.*b\.bin.*c\.bin"
+    ):
+        weights.resolve_files([good, *gone], cache_dir=tmp_path / "c")
+    assert (tmp_path / "c" / "a.bin").read_bytes() == b"a"
+
+
+def test_another_revision_has_its_own_folder_and_no_table_digest(tmp_path, monkeypatch):
+    from torchmetrics_av.backbones import HFWhisper
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TORCHMETRICS_AV_OFFLINE", raising=False)
+    # A mirror of a weights folder that holds whisper-base@REV/: its config.json differs from the pinned one.
+    mirror = tmp_path / "mirror"
+    (mirror / f"whisper-base@{REV}").mkdir(parents=True)
+    (mirror / f"whisper-base@{REV}" / "config.json").write_text('{"d_model": 64}')
+    monkeypatch.setenv("TORCHMETRICS_AV_MIRROR", mirror.as_uri())
+    ckpt = weights.at_revision(checkpoint("whisper-base/config.json"), REV)
+    path = resolve_checkpoint(ckpt, cache_dir=tmp_path / "c")  # no pinned digest applies: the download is recorded
+    assert path == tmp_path / "c" / f"whisper-base@{REV}" / "config.json"
+    assert json.loads(path.with_name("config.json.sha256").read_text())["sha256"] == sha256_file(path)
+    monkeypatch.setenv("TORCHMETRICS_AV_OFFLINE", "1")
+    monkeypatch.delenv("TORCHMETRICS_AV_MIRROR")
+    with pytest.raises(WeightsNotFoundError) as err:
+        HFWhisper(revision=REV, cache_dir=tmp_path / "c")
+    msg = str(err.value)
+    assert msg.startswith("1 checkpoint file not available") and f"whisper-base@{REV}/model.safetensors" in msg
+    assert f"/resolve/{REV}/model.safetensors" in msg and "Download them from the URLs above" in msg
+
+
+def _snapshot_folder(root: Path) -> Path:
+    folder = root / "GLM-ASR-Nano-2512"
+    folder.mkdir(parents=True)
+    files = {"config.json": b"{}", "model.safetensors": b"w" * 64}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    listing = [{"path": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for n, d in files.items()]
+    (folder / weights.SNAPSHOT_MANIFEST).write_text(json.dumps({"files": listing}))
+    return folder
+
+
+def test_snapshot_folder_is_checked_against_its_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHMETRICS_AV_OFFLINE", "1")
+    monkeypatch.delenv("TORCHMETRICS_AV_MIRROR", raising=False)
+    _no_network(monkeypatch)
+    with pytest.raises(
+        WeightsNotFoundError, match=r"(?s)GLM-ASR-Nano-2512/  \(https://huggingface.co/.*/tree/.*weights="
+    ):
+        weights.resolve_folder("GLM-ASR-Nano-2512", cache_dir=tmp_path)
+    folder = _snapshot_folder(tmp_path)
+    assert weights.resolve_folder("GLM-ASR-Nano-2512", cache_dir=tmp_path, required=["config.json"]) == folder
+    with pytest.raises(WeightsNotFoundError, match=r"\['tokenizer.json'\] missing"):
+        weights.resolve_folder("GLM-ASR-Nano-2512", cache_dir=tmp_path, required=["tokenizer.json"])
+    (folder / "model.safetensors").write_bytes(b"x" * 64)  # same size, other bytes
+    with pytest.raises(ChecksumError, match="SHA256"):
+        weights.resolve_folder("GLM-ASR-Nano-2512", cache_dir=tmp_path)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(WeightsNotFoundError, match="listed in .* but absent"):
+        weights.resolve_folder("GLM-ASR-Nano-2512", cache_dir=tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="is not a folder"):
+        weights.resolve_folder("GLM-ASR-Nano-2512", tmp_path / "GLM-ASR-Nano-2512" / "config.json")

@@ -166,6 +166,45 @@ def unique_sample_order(ids: Tensor) -> Tensor:
     return torch.cat([named[first], anon])
 
 
+def row_keys(ids: Tensor, example: Tensor) -> Tensor:
+    """One de-duplication key per embedding row: ``-1`` without an id, else ordered by (clip id, example index).
+
+    A clip is identified by its id; VGGish gives it several rows (its 0.96 s examples, ``example = 0, 1, ...``), and a
+    repeat of the clip repeats all of them, so rows are de-duplicated by the pair. The key is
+    ``id · (max example + 1) + example``, which sorts like the pair.
+
+    Example:
+        >>> row_keys(torch.tensor([3, 3, -1, 0]), torch.tensor([0, 1, 0, 0])).tolist()
+        [6, 7, -1, 0]
+    """
+    width = int(example.max()) + 1 if example.numel() else 1
+    return torch.where(ids >= 0, ids * width + example, torch.full_like(ids, -1))
+
+
+def clip_groups(example: Tensor) -> Tensor:
+    """Clip index of every row of a de-duplicated table whose clips' rows are contiguous (a clip starts at example 0).
+
+    Example:
+        >>> clip_groups(torch.tensor([0, 1, 2, 0, 0, 1])).tolist()
+        [0, 0, 0, 1, 2, 2]
+    """
+    return torch.cumsum((example == 0).to(torch.int64), 0) - 1
+
+
+def dedup_rows(ids: Tensor, example: Tensor, *columns: Tensor) -> tuple[Tensor, Tensor, list[Tensor], int]:
+    """Rows of one side with repeated clips dropped (by id and example), sorted by id, rows without id after in
+    arrival order: ``(ids, example, columns, n_rows_dropped)``.
+
+    Example:
+        >>> ids, ex, (x,), dropped = dedup_rows(torch.tensor([5, 5, 2, 5, 5]), torch.tensor([0, 1, 0, 0, 1]),
+        ...                                     torch.arange(5.0))
+        >>> ids.tolist(), ex.tolist(), x.tolist(), dropped
+        ([2, 5, 5], [0, 0, 1], [2.0, 0.0, 1.0], 2)
+    """
+    order = unique_sample_order(row_keys(ids, example))
+    return ids[order], example[order], [c[order] for c in columns], int(ids.numel() - order.numel())
+
+
 def _encode_texts(columns: list[list[str]], n: int) -> tuple[Tensor, Tensor]:
     """``k`` columns of ``n`` strings -> (UTF-8 bytes ``(B,)`` uint8, byte lengths ``(n, k)`` int64), row-major."""
     blobs = [[col[i].encode("utf-8") for col in columns] for i in range(n)]
@@ -211,6 +250,14 @@ class Details(dict):
         if hint is not None:
             warnings.warn(f"details[{key!r}] is deprecated; use {hint}", FutureWarning, stacklevel=2)
         return super().__getitem__(key)
+
+
+# bootstrap() defaults (DESIGN.md): 1000 draws, seed 0, a 95 % percentile interval; a percentile interval needs at
+# least two draws.
+BOOTSTRAP_NUM = 1000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_CI = 0.95
+BOOTSTRAP_MIN_NUM = 2
 
 
 class BackboneMetric(Metric):
@@ -656,3 +703,131 @@ class BackboneMetric(Metric):
         """
         require_extra(f"{type(self).__name__}.plot", ["matplotlib"], "all")
         return self._plot(val, ax)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # bootstrap
+
+    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
+        """How :meth:`bootstrap` resamples the rows of ``per_sample()``: ``[(columns drawn together, units), ...]``.
+
+        ``units`` is ``None`` (every row is a unit) or the ``(n,)`` int64 unit index of each row, contiguous and
+        numbered from 0 (e.g. VGGish's examples of one clip, drawn together). The default is one table of every column
+        (one row per sample); set metrics (FD, KAD) return one table per side, drawn independently.
+        """
+        return [(tuple(rows), None)]
+
+    def bootstrap(
+        self, num: int = BOOTSTRAP_NUM, seed: int = BOOTSTRAP_SEED, ci: float = BOOTSTRAP_CI
+    ) -> dict[str, Tensor] | dict[str, dict[str, Tensor]]:
+        """Percentile bootstrap interval of the metric from its de-duplicated per-sample rows (every rank's).
+
+        Resampling unit: one row of :meth:`per_sample` — a pair for KL / CLAP / ImageBind / DeSync, a clip for IS
+        (its logits), WER and Audiobox; a clip's embedding rows per side for FD and KAD (the generated and reference
+        sets are resampled independently, generated first, from one random stream; a reference loaded from
+        statistics stays fixed). Each of the ``num`` draws takes as many units as there are, with replacement, from
+        ``np.random.RandomState(seed)`` (:func:`~torchmetrics_av.functional.bootstrap.bootstrap_indices`), and calls
+        the metric's own reduction on them: no model forward, no copy of the metric. The draws depend only on
+        ``seed`` and the synced rows, so every DDP rank returns the same numbers, whatever the sharding.
+
+        The interval is the percentile one (``(1 − ci)/2`` and ``(1 + ci)/2`` quantiles of the ``num`` values,
+        linear interpolation); ``std`` is the bootstrap standard error (``ddof=1``); ``value`` is the metric on all
+        rows (``compute()``'s value). It describes sampling variability only: a biased estimator stays biased. FD in
+        particular is biased upwards for small N (a resample holds ~63 % distinct rows, so resampled FDs sit above
+        the point estimate when N is small against the embedding width): see ``FrechetAudioDistance.fd_infinity``.
+
+        Args:
+            num: number of bootstrap draws (at least 2; the metric is reduced ``num`` times).
+            seed: seed of the legacy NumPy ``RandomState`` (``0 <= seed < 2**32``).
+            ci: coverage of the two-sided interval, in (0, 1).
+
+        Returns:
+            ``{"value", "low", "high", "std"}`` float64 scalars, or one such dict per key for a dict-valued metric
+            (Audiobox's axes).
+
+        Raises:
+            ValueError: bad arguments, no rows to resample (nothing updated, or a metric that kept only sums: see its
+                docstring), or a resample the metric cannot reduce.
+
+        Example:
+            >>> import torch
+            >>> from torchmetrics_av import PaSSTKLDivergence
+            >>> from torchmetrics_av.testing import tiny_backbone
+            >>> kl = PaSSTKLDivergence(sample_rate=16000, backbone=tiny_backbone("passt"))  # random weights: demo
+            >>> g = torch.Generator().manual_seed(0)
+            >>> kl.update(torch.rand(6, 8000, generator=g) - 0.5, torch.rand(6, 8000, generator=g) - 0.5)
+            >>> out = kl.bootstrap(num=50, seed=0)
+            >>> sorted(out), bool(out["low"] <= out["value"] <= out["high"])
+            (['high', 'low', 'std', 'value'], True)
+        """
+        import numpy as np
+
+        from torchmetrics_av.functional.bootstrap import bootstrap_ci, bootstrap_indices
+
+        if isinstance(num, bool) or not isinstance(num, int) or num < BOOTSTRAP_MIN_NUM:
+            raise ValueError(
+                f"`num` (number of bootstrap draws) must be an integer >= {BOOTSTRAP_MIN_NUM}, got {num!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"`seed` must be an integer in [0, 2**32) (a NumPy RandomState seed), got {seed!r}")
+        if isinstance(ci, bool) or not isinstance(ci, int | float) or not 0.0 < float(ci) < 1.0:
+            raise ValueError(f"`ci` must be a coverage level in (0, 1), e.g. 0.95, got {ci!r}")
+        rows = self.per_sample()
+        tables = self._bootstrap_tables(rows)
+        plans = [_unit_plan(rows, columns, units) for columns, units in tables]
+        if all(plan is None for plan in plans):
+            raise ValueError(
+                f"{type(self).__name__}.bootstrap has no per-sample rows to resample; call update() with "
+                f"{self._input_hint} first"
+            )
+        point = self._reduce(rows)
+        stream = np.random.RandomState(seed)
+        draws = [None if plan is None else bootstrap_indices(plan[0], num, stream) for plan in plans]
+        values: list[Tensor | dict[str, Tensor]] = []
+        for b in range(num):
+            resampled = dict(rows)
+            for (columns, _), plan, drawn in zip(tables, plans, draws):
+                if plan is None or drawn is None:
+                    continue
+                picks = _unit_rows(plan, drawn[b])
+                for name in columns:
+                    resampled[name] = _take(rows[name], picks)
+            values.append(self._reduce(resampled))
+        if isinstance(point, dict):
+            return {
+                key: bootstrap_ci(torch.stack([v[key].double().cpu() for v in values]), point[key].cpu(), ci)
+                for key in point
+            }
+        return bootstrap_ci(torch.stack([v.double().cpu() for v in values]), point.cpu(), ci)
+
+
+def _column_length(column: Tensor | list[str]) -> int:
+    return int(column.shape[0]) if isinstance(column, Tensor) else len(column)
+
+
+def _unit_plan(rows: Rows, columns: Sequence[str], units: Tensor | None) -> tuple[int, Tensor, Tensor] | None:
+    """``(number of units, first row of each unit, rows per unit)`` of one table, or ``None`` when it has no row."""
+    n = _column_length(rows[columns[0]]) if columns else 0
+    if n == 0:
+        return None
+    if units is None:
+        return n, torch.arange(n), torch.ones(n, dtype=torch.int64)
+    units = units.to("cpu", torch.int64)
+    counts = torch.bincount(units)
+    starts = torch.cumsum(counts, 0) - counts
+    return int(counts.numel()), starts, counts
+
+
+def _unit_rows(plan: tuple[int, Tensor, Tensor], drawn: Tensor) -> Tensor:
+    """Row indices of the drawn units, each unit's rows in order."""
+    _, starts, counts = plan
+    if bool((counts == 1).all()):
+        return starts[drawn]
+    size = counts[drawn]
+    offsets = torch.arange(int(size.sum())) - torch.repeat_interleave(torch.cumsum(size, 0) - size, size)
+    return torch.repeat_interleave(starts[drawn], size) + offsets
+
+
+def _take(column: Tensor | list[str], picks: Tensor) -> Tensor | list[str]:
+    if isinstance(column, Tensor):
+        return column[picks.to(column.device)]
+    return [column[i] for i in picks.tolist()]

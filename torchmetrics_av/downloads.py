@@ -17,13 +17,14 @@ Layout of the folder (what ``download`` writes, and exactly what the cache ``$TO
     whisper-base/                                  HF Whisper (from_pretrained folder)
     audiobox-aesthetics/                           config.json + model.safetensors
     imagebind_huge.pth, synchformer_state_dict.pth, Cnn14_16k_mAP=0.438.pth, vggish-10086976.pth,
-    CLAP_weights_2023.pth, GLM-ASR-Nano-2512/, SenseVoiceSmall/, fsmn-vad/
+    CLAP_weights_2023.pth, r50k_base.tiktoken (MS-CLAP), GLM-ASR-Nano-2512/, SenseVoiceSmall/, fsmn-vad/
     <file>.sha256                                  the digests recorded at download (JSON), next to every file
 
-Shell (``python -m torchmetrics_av.downloads`` until the CLI wires ``download`` / ``check``)::
+Shell (``torchmetrics-av download`` / ``torchmetrics-av weights --check``; ``python -m torchmetrics_av.downloads
+download`` / ``check`` do the same)::
 
-    python -m torchmetrics_av.downloads download --weights-dir ~/ckpt av-benchmark wer   # login node
-    python -m torchmetrics_av.downloads check --weights-dir ~/ckpt                        # compute node
+    torchmetrics-av download --weights-dir ~/ckpt av-benchmark wer                        # login node
+    torchmetrics-av weights --check --weights-dir ~/ckpt                                  # compute node
     TORCHMETRICS_AV_OFFLINE=1 TORCHMETRICS_AV_CACHE=~/ckpt python train.py                # or --weights-dir ~/ckpt
 
 Wiring into an ``argparse`` CLI::
@@ -193,7 +194,23 @@ def _snapshot_files(ckpt: Checkpoint, mirror: str | None, timeout: float) -> lis
     return out
 
 
-def _download_snapshot(ckpt: Checkpoint, root: Path, mirror: str | None, progress: bool, timeout: float) -> list[Row]:
+def download_snapshot(
+    ckpt: Checkpoint,
+    root: str | os.PathLike,
+    mirror: str | None = None,
+    progress: bool = False,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> list[Row]:
+    """Fill ``<root>/<ckpt.filename>/`` with every file of a ``snapshot`` entry; its manifest once all verified.
+
+    The file list comes from ``<mirror>/<folder>/`` + the manifest there (``mirror`` default
+    ``$TORCHMETRICS_AV_MIRROR``), else from the hub's listing of ``hf_repo@revision`` with each LFS SHA-256.
+
+    Returns:
+        one :class:`Row` per file (one ``failed`` row when the listing itself failed).
+    """
+    root = Path(root)
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     folder = root / ckpt.filename
     try:
         files = _snapshot_files(ckpt, mirror, timeout)
@@ -259,7 +276,7 @@ def download(
     rows: list[Row] = []
     for ckpt in select_checkpoints(names, table):
         if ckpt.snapshot:
-            rows += _download_snapshot(ckpt, root, mirror, progress, timeout)
+            rows += download_snapshot(ckpt, root, mirror, progress, timeout)
         else:
             rows.append(_fetch(ckpt, root / ckpt.filename, ckpt.download_url(mirror), progress, timeout))
     return rows
@@ -376,7 +393,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
-def _names(args: argparse.Namespace) -> list[str] | None:
+def names_from_args(args: argparse.Namespace) -> list[str] | None:
+    """The names a ``download`` / ``check`` command line selects (``--all`` adds ``"all"``; none = the defaults)."""
     names = list(args.names or [])
     if args.all:
         names.append("all")
@@ -390,13 +408,14 @@ def _report(rows: Sequence[Row]) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     """``download`` on parsed arguments: prints the table; exit code 1 when any file failed (all are listed)."""
-    rows = download(_names(args), args.weights_dir, mirror=args.mirror, progress=not args.quiet, timeout=args.timeout)
+    names = names_from_args(args)
+    rows = download(names, args.weights_dir, mirror=args.mirror, progress=not args.quiet, timeout=args.timeout)
     return _report(rows)
 
 
 def run_check(args: argparse.Namespace) -> int:
     """``check`` on parsed arguments: prints the table; exit code 1 when any file is missing or corrupt."""
-    return _report(check(args.weights_dir, _names(args)))
+    return _report(check(args.weights_dir, names_from_args(args)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

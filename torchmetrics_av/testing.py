@@ -16,8 +16,9 @@ Example:
     >>> fd.update(preds=torch.rand(3, 8000) - 0.5, target=torch.rand(3, 8000) - 0.5)
     >>> bool(fd.compute() >= 0)
     True
-    >>> sorted(TINY_BACKBONES)
-    ['audiobox', 'clap', 'imagebind', 'passt', 'synchformer', 'whisper']
+    >>> sorted(TINY_BACKBONES)  # doctest: +NORMALIZE_WHITESPACE
+    ['audiobox', 'clap', 'glm_asr', 'hf_whisper', 'imagebind', 'msclap', 'panns', 'passt', 'sensevoice',
+     'synchformer', 'vggish', 'whisper']
 """
 
 from __future__ import annotations
@@ -158,6 +159,44 @@ def _synchformer(**overrides: Any) -> nn.Module:
     return Synchformer(pretrained=False, **_config("synchformer", overrides))
 
 
+# The builders below live next to their backbones and seed themselves (in a forked RNG); inside tiny_backbone()
+# `torch.initial_seed()` is the `seed` it was given, so that argument reaches them.
+def _panns(**overrides: Any) -> nn.Module:
+    from torchmetrics_av.backbones.panns import tiny_panns
+
+    return tiny_panns(seed=torch.initial_seed(), **overrides)
+
+
+def _vggish(**overrides: Any) -> nn.Module:
+    from torchmetrics_av.backbones.vggish import tiny_vggish
+
+    return tiny_vggish(seed=torch.initial_seed(), **overrides)
+
+
+def _msclap(**overrides: Any) -> nn.Module:
+    from torchmetrics_av.backbones.msclap import tiny_msclap
+
+    return tiny_msclap(seed=torch.initial_seed(), **overrides)
+
+
+def _hf_whisper(**overrides: Any) -> nn.Module:
+    from torchmetrics_av.backbones.hf_whisper import tiny_hf_whisper
+
+    return tiny_hf_whisper(**overrides)
+
+
+def _glm_asr(**overrides: Any) -> nn.Module:
+    from torchmetrics_av.backbones.glm_asr import tiny_glm_asr
+
+    return tiny_glm_asr(**overrides)
+
+
+def _sensevoice(**overrides: Any) -> nn.Module:
+    from torchmetrics_av.backbones.sensevoice import tiny_sensevoice
+
+    return tiny_sensevoice(**overrides)
+
+
 # name -> builder(**overrides): add an entry here for a new backbone.
 TINY_BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "passt": _passt,
@@ -166,6 +205,12 @@ TINY_BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "audiobox": _audiobox,
     "imagebind": _imagebind,
     "synchformer": _synchformer,
+    "panns": _panns,
+    "vggish": _vggish,
+    "msclap": _msclap,
+    "hf_whisper": _hf_whisper,
+    "glm_asr": _glm_asr,
+    "sensevoice": _sensevoice,
 }
 
 
@@ -173,8 +218,9 @@ def tiny_backbone(name: str, *, seed: int = TINY_SEED, **overrides: Any) -> nn.M
     """A small, randomly initialised backbone of the official architecture, built offline.
 
     Args:
-        name: a key of :data:`TINY_BACKBONES` (``"passt"``, ``"clap"``, ``"imagebind"``, ``"synchformer"``,
-            ``"whisper"``, ``"audiobox"``).
+        name: a key of :data:`TINY_BACKBONES` (``"passt"``, ``"panns"``, ``"vggish"``, ``"clap"``, ``"msclap"``,
+            ``"imagebind"``, ``"synchformer"``, ``"whisper"``, ``"hf_whisper"``, ``"glm_asr"``, ``"sensevoice"``
+            (needs ``funasr``), ``"audiobox"``).
         seed: seed of the random initialisation (the global random stream is restored afterwards).
         overrides: constructor arguments that replace :data:`TINY_CONFIGS` entries (e.g. ``embed_dim=16``; for
             ``"clap"`` also ``protocol=`` and ``tokenizer=``, default :class:`ToyTokenizer`).

@@ -3,7 +3,8 @@
 :data:`CHECKPOINTS` lists every file a backbone can load, as published: URL or hub ``repo@revision`` + file name,
 size, digest (SHA-256 or MD5), who publishes that digest and where, and the licence. ``python -m
 torchmetrics_av.weights --markdown`` prints it as the README's weights table. Backbones look their record up with
-:func:`checkpoint` and call :func:`resolve_checkpoint`; the rules are the same for all of them:
+:func:`checkpoint` and call :func:`resolve_checkpoint` (several files at once: :func:`resolve_files`; a
+``from_pretrained`` folder or hub snapshot of the table: :func:`resolve_folder`); the rules are the same for all:
 
 1. ``weights=`` given: that local file (or directory) is used as it is. A missing path is an error, never a download.
 2. Otherwise the file is looked up in the cache directory ``$TORCHMETRICS_AV_CACHE`` (default
@@ -18,7 +19,8 @@ torchmetrics_av.weights --markdown`` prints it as the README's weights table. Ba
 
 A weights folder filled by :func:`torchmetrics_av.downloads.download` has exactly the cache layout, so it works both
 as ``$TORCHMETRICS_AV_CACHE`` and as the CLI's ``--weights-dir``. :func:`missing_checkpoints` lists what a folder
-lacks before anything is loaded.
+lacks before anything is loaded. A hub ``revision=`` other than the table's (:func:`at_revision`) is fetched into
+``<folder>@<revision>/`` and only checked against the SHA-256 recorded at its first download.
 
 Example:
     >>> import tempfile, torch
@@ -37,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
 import os
 import pickle
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -465,6 +469,18 @@ _TABLE: list[Checkpoint] = [
         approx_size="690 MB",
         license="MIT (code); weights per the hub card",
     ),
+    # MS-CLAP's caption tokenizer is GPT-2's byte-level BPE: tiktoken's r50k_base rank file (= GPT-2's encoder.json +
+    # vocab.bpe). openai-whisper bundles the same bytes as whisper/assets/gpt2.tiktoken (835,554 bytes there).
+    Checkpoint(
+        name="gpt2_bpe_r50k_base",
+        filename="r50k_base.tiktoken",
+        url="https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
+        sha256="306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+        size=835_554,
+        digest_by="publisher",
+        digest_source="expected_hash of r50k_base() in tiktoken tiktoken_ext/openai_public.py (openai/tiktoken)",
+        license="MIT",
+    ),
 ]
 
 CHECKPOINTS: dict[str, Checkpoint] = {c.name: c for c in _TABLE}
@@ -489,7 +505,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "synchformer": ("synchformer_24-01-04T16-39-21",),
     "panns": ("panns_cnn14_16k_map0.438",),
     "vggish": ("vggish-10086976",),
-    "msclap": ("msclap-2023",),
+    "msclap": ("msclap-2023", "gpt2_bpe_r50k_base"),
     # metrics (the CLI's --metrics names)
     "fd_passt": ("passt_s_swa_p16_128_ap476",),
     "kl_passt": ("passt_s_swa_p16_128_ap476",),
@@ -514,6 +530,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "laion_clap_music_speech_audioset_epoch_15_esc_89.98",
         *_ROBERTA,
         "msclap-2023",
+        "gpt2_bpe_r50k_base",
         "imagebind_huge",
         "synchformer_24-01-04T16-39-21",
     ),
@@ -605,11 +622,13 @@ _cache_folder = cache_dir  # resolve_checkpoint's `cache_dir` argument shadows t
 
 
 def _not_found(ckpt: Checkpoint, why: str) -> WeightsNotFoundError:
-    return WeightsNotFoundError(
+    err = WeightsNotFoundError(
         f"checkpoint {ckpt.filename!r} ({ckpt.name}) is not available: {why}. Download it from {ckpt.source} and pass "
         f"`weights=<path to {ckpt.filename}>`, or put it in the cache folder {cache_dir()} "
-        f"(set ${CACHE_ENV} to move it; `python -m torchmetrics_av.downloads download` fills a folder)."
+        f"(set ${CACHE_ENV} to move it; `torchmetrics-av download` fills a folder)."
     )
+    err.why = why  # type: ignore[attr-defined]  # resolve_files lists the reasons of several files in one message
+    return err
 
 
 @contextlib.contextmanager
@@ -830,7 +849,7 @@ def download_url(
 
 
 def resolve_checkpoint(
-    ckpt: Checkpoint,
+    ckpt: Checkpoint | str,
     weights: str | os.PathLike | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
@@ -839,7 +858,8 @@ def resolve_checkpoint(
     """Return a local path for ``ckpt``: ``weights`` if given, else the cached copy, else a fresh download.
 
     Args:
-        ckpt: the checkpoint record (usually ``checkpoint(name)``).
+        ckpt: the checkpoint record, or its name in :data:`CHECKPOINTS` (looked up now, so backbones that pass a
+            name always read the current table).
         weights: a local file or directory chosen by the user; used as it is (no checksum: it may be a fine-tune).
         cache_dir: cache folder override (default ``$TORCHMETRICS_AV_CACHE`` or ``~/.cache/torchmetrics_av``).
         verify: check size and digests of cached and downloaded files.
@@ -848,6 +868,8 @@ def resolve_checkpoint(
         WeightsNotFoundError: ``weights`` does not exist, or the file is not cached and cannot be downloaded.
         ChecksumError: the cached or downloaded file has the wrong size or digest.
     """
+    if isinstance(ckpt, str):
+        ckpt = checkpoint(ckpt)
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.exists():
@@ -878,6 +900,215 @@ def resolve_checkpoint(
             return download_url(url, target)
         except (urllib.error.URLError, OSError) as err:
             raise _not_found(ckpt, f"download failed ({err})") from err
+
+
+def at_revision(ckpt: Checkpoint, revision: str | None) -> Checkpoint:
+    """``ckpt`` at another hub revision: the same file, no table digest, cached under ``<folder>@<revision>/``.
+
+    ``revision=None`` or the table's own revision return ``ckpt`` itself (its pinned digests apply). Any other
+    revision is not in the table: nothing published is known about its bytes, so the copy is checked only against
+    the SHA-256 recorded at its first download, and it lives apart from the pinned files
+    (``clap-htsat-fused@<rev>/config.json``) so that neither replaces the other.
+
+    Raises:
+        ValueError: ``ckpt`` is not a hub file.
+
+    Example:
+        >>> c = at_revision(checkpoint("whisper-base/config.json"), "0123456789abcdef0123456789abcdef01234567")
+        >>> c.filename.split("/"), c.sha256, c.download_url(mirror="").split("/")[-2][:8]
+        (['whisper-base@0123456789abcdef0123456789abcdef01234567', 'config.json'], None, '01234567')
+    """
+    if revision is None or revision == (ckpt.revision or "main"):
+        return ckpt
+    if ckpt.hf_repo is None:
+        raise ValueError(f"{ckpt.name} is not a hub file; it has no revision to choose")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", revision)
+    head, sep, rest = ckpt.filename.partition("/")
+    return dataclasses.replace(
+        ckpt,
+        name=f"{ckpt.name}@{revision}",
+        filename=f"{head}@{safe}{sep}{rest}",
+        url=None,
+        revision=revision,
+        sha256=None,
+        md5=None,
+        size=None,
+        digest_by="",
+        digest_source=f"not pinned: `revision={revision}` is not the table's; SHA-256 recorded at first download",
+    )
+
+
+def folder_checkpoints(folder: str, table: dict[str, Checkpoint] | None = None) -> list[Checkpoint]:
+    """The table entries that make up the weights-folder subfolder ``folder`` (``"clap-htsat-fused"``).
+
+    That is the one ``snapshot`` entry named by ``folder``, or every per-file entry ``<folder>/<file>``.
+
+    Raises:
+        ValueError: no entry lives in ``folder``.
+
+    Example:
+        >>> [c.filename for c in folder_checkpoints("audiobox-aesthetics")]
+        ['audiobox-aesthetics/config.json', 'audiobox-aesthetics/model.safetensors']
+    """
+    table = CHECKPOINTS if table is None else table
+    found = [c for c in table.values() if (c.snapshot and c.filename == folder) or c.filename.startswith(folder + "/")]
+    if not found:
+        folders = sorted({c.filename.split("/")[0] for c in table.values() if c.snapshot or "/" in c.filename})
+        raise ValueError(f"no checkpoint table entry lives in the folder {folder!r}; known folders: {folders}")
+    return found
+
+
+def _fetch_hint(missing: Sequence[Checkpoint], root: Path) -> str:
+    """The command that fetches the table entries among ``missing``; the others are named by URL only."""
+    known = list(dict.fromkeys(c.name for c in missing if c.name in CHECKPOINTS))
+    if not known:
+        return "Download them from the URLs above into that folder"
+    # Files that make up a whole group are named by it ("clap-fastvideo", "av-benchmark"), largest groups first.
+    names, left = [], set(known)
+    for group, members in sorted(GROUPS.items(), key=lambda item: -len(set(item[1]))):
+        if len(members) > 1 and set(members) <= left:
+            names.append(group)
+            left -= set(members)
+    names += [n for n in known if n in left]
+    command = f"torchmetrics-av download --weights-dir {root} {' '.join(names)}"
+    if len(known) < len(missing):
+        return f"Fetch them (with internet): {command}; download the others from the URLs above"
+    return f"Fetch them (with internet): {command}"
+
+
+def _files_not_found(missing: Sequence[Checkpoint], root: Path, why: str, weights_hint: str) -> WeightsNotFoundError:
+    """One error for several files: each with its URL, then the download command and the ``weights=`` way out."""
+    n = len(missing)
+    lines = [f"{n} checkpoint file{'s' if n != 1 else ''} not available ({why}); looked in {root}:"]
+    lines += [f"  {c.filename}{'/' if c.snapshot else ''}  ({c.source})" for c in missing]
+    lines.append(f"{_fetch_hint(missing, root)}. Or pass `weights=<{weights_hint}>`.")
+    return WeightsNotFoundError("\n".join(lines))
+
+
+def resolve_files(
+    ckpts: Sequence[Checkpoint | str],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    verify: bool = True,
+    weights_hint: str = "a local copy",
+) -> list[Path]:
+    """:func:`resolve_checkpoint` for several files at once (cache, else download), failing for all of them at once.
+
+    Offline, every file that is not cached is listed in one :class:`WeightsNotFoundError` before anything is read;
+    online, every file is tried and every failed download is listed.
+
+    Args:
+        ckpts: records or table names.
+        cache_dir: cache folder override.
+        verify: check sizes and digests.
+        weights_hint: what the ``weights=`` argument would take instead, for the message.
+
+    Raises:
+        WeightsNotFoundError: files missing offline or not downloadable (all named, with URLs).
+        ChecksumError: a cached or downloaded file has the wrong size or digest.
+    """
+    records = [checkpoint(c) if isinstance(c, str) else c for c in ckpts]
+    root = _cache_folder(cache_dir)
+    if is_offline():
+        unreachable = [
+            c
+            for c in records
+            if not (root / c.filename).is_file() and not str(c.download_url() or "").startswith("file:")
+        ]
+        if unreachable:
+            why = "offline mode is on (HF_HUB_OFFLINE / TORCHMETRICS_AV_OFFLINE) and they are not cached"
+            raise _files_not_found(unreachable, root, why, weights_hint)
+    paths, failed, reasons = [], [], []
+    for c in records:
+        try:
+            paths.append(resolve_checkpoint(c, cache_dir=root, verify=verify))
+        except WeightsNotFoundError as err:
+            failed.append(c)
+            reasons.append(str(getattr(err, "why", err)))
+    if failed:
+        raise _files_not_found(failed, root, "; ".join(dict.fromkeys(reasons)), weights_hint)
+    return paths
+
+
+def resolve_folder(
+    folder: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    required: Sequence[str] = (),
+) -> Path:
+    """A local ``from_pretrained`` folder of the table: ``weights`` if given, else ``<cache>/<folder>``, filled.
+
+    The folder is exactly what :func:`torchmetrics_av.downloads.download` writes: per-file entries
+    (``clap-htsat-fused/config.json``, ...) are resolved with :func:`resolve_files` (verified, downloaded where
+    missing, all missing files named at once offline); a ``snapshot`` entry (GLM-ASR) is filled from the hub's file
+    listing and verified against the manifest it leaves. Offline nothing connects.
+
+    Args:
+        folder: the table folder (``"clap-htsat-fused"``, ``"whisper-base"``, ``"GLM-ASR-Nano-2512"``, ...).
+        weights: a local folder chosen by the user: used as it is (no digest: it may be a fine-tune).
+        revision: another hub revision than the table's (see :func:`at_revision`: no table digest applies, the
+            files go to ``<folder>@<revision>/``); ``None`` = the table's.
+        cache_dir: cache folder override.
+        required: files that must exist in the result (checked for ``weights`` folders too).
+
+    Raises:
+        WeightsNotFoundError: ``weights`` is not a folder or lacks a required file, or files are missing offline or
+            cannot be downloaded (all named, with their URLs and the ``weights=`` argument).
+        ChecksumError: a cached or downloaded file has the wrong size or digest.
+
+    Example:
+        >>> import tempfile
+        >>> resolve_folder("audiobox-aesthetics", tempfile.mkdtemp()).is_dir()   # a given folder is used as it is
+        True
+    """
+    entries = [at_revision(c, revision) for c in folder_checkpoints(folder)]
+    repo = entries[0].hf_repo
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_dir():
+            raise WeightsNotFoundError(f"`weights={str(weights)!r}` is not a folder (expected a copy of {folder}/)")
+    elif entries[0].snapshot:
+        path = _resolve_snapshot(entries[0], _cache_folder(cache_dir))
+    else:
+        files = resolve_files(entries, cache_dir=cache_dir, weights_hint=f"a folder with the files of {repo}")
+        path = files[0].parent
+    absent = [name for name in required if not (path / name).is_file()]
+    if absent:
+        raise WeightsNotFoundError(f"{path} is not a copy of {repo}: {absent} missing")
+    return path
+
+
+def _resolve_snapshot(ckpt: Checkpoint, root: Path) -> Path:
+    """``<root>/<folder>`` with every file of a hub snapshot, verified against its manifest; downloaded if absent."""
+    folder = root / ckpt.filename
+    manifest = folder / SNAPSHOT_MANIFEST
+    hint = f"a folder with the files of {ckpt.hf_repo}"
+    if manifest.is_file():
+        for f in json.loads(manifest.read_text())["files"]:
+            record = dataclasses.replace(
+                ckpt, filename=f"{ckpt.filename}/{f['path']}", sha256=f.get("sha256"), size=f.get("size")
+            )
+            path = root / record.filename
+            if not path.is_file():
+                why = f"listed in {manifest} but absent"
+                raise _files_not_found([dataclasses.replace(record, snapshot=False)], root, why, hint)
+            verify_file(path, record)
+        return folder
+    if is_offline() and not str(os.environ.get(MIRROR_ENV) or "").startswith("file:"):
+        why = "offline mode is on (HF_HUB_OFFLINE / TORCHMETRICS_AV_OFFLINE) and it is not cached"
+        raise _files_not_found([ckpt], root, why, hint)
+    from torchmetrics_av.downloads import download_snapshot  # downloads imports this module
+
+    rows = download_snapshot(ckpt, root)
+    bad = [r for r in rows if not r.ok]
+    if bad:
+        lines = [f"{ckpt.hf_repo} ({ckpt.source}) could not be downloaded into {folder}:"]
+        lines += [f"  {r.name}: {r.status}: {r.error}" for r in bad]
+        lines.append(f"Fill the folder with the hub's files and pass `weights=<{hint}>`, or retry with internet.")
+        raise WeightsNotFoundError("\n".join(lines))
+    return folder
 
 
 def missing_checkpoints(
@@ -915,15 +1146,12 @@ def missing_message(missing: Sequence[Checkpoint], weights_dir: str | os.PathLik
         >>> print(missing_message([checkpoint("imagebind_huge")], "/ckpt"))
         1 checkpoint file missing from /ckpt:
           imagebind_huge.pth  (https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth)
-        Fetch them (with internet): python -m torchmetrics_av.downloads download --weights-dir /ckpt imagebind_huge
+        Fetch them (with internet): torchmetrics-av download --weights-dir /ckpt imagebind_huge
     """
     root = cache_dir(weights_dir)
     lines = [f"{len(missing)} checkpoint file{'s' if len(missing) != 1 else ''} missing from {root}:"]
     lines += [f"  {c.filename}{'/' if c.snapshot else ''}  ({c.source})" for c in missing]
-    names = " ".join(dict.fromkeys(c.name for c in missing))
-    lines.append(
-        f"Fetch them (with internet): python -m torchmetrics_av.downloads download --weights-dir {root} {names}"
-    )
+    lines.append(_fetch_hint(missing, root))
     return "\n".join(lines)
 
 

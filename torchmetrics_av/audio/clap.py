@@ -1,4 +1,4 @@
-"""CLAP score: cosine similarity between CLAP embeddings of generated audio and its text prompt.
+"""CLAP score: cosine similarity between CLAP embeddings of generated audio and its text prompt (LAION-CLAP, MS-CLAP).
 
 Example:
     >>> import torch
@@ -17,11 +17,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from torchmetrics_av.backbones.clap import CLAP, COSINE_EPS, DEFAULT_BATCH_SIZE, DEFAULT_CROP_SEED, clap_waveform
 from torchmetrics_av.base import BackboneMetric, Rows, require_extra
@@ -34,6 +34,11 @@ from torchmetrics_av.preprocessing import (
     sample_rates,
 )
 from torchmetrics_av.protocols import ProtocolName
+
+ClapModelName = Literal["laion", "ms-clap-2023"]
+# The text-audio models CLAPScore can score with: LAION-CLAP (each protocol's checkpoint) and Microsoft CLAP 2023
+# (av-benchmark's `MS-CLAP-Score`).
+CLAP_MODELS: tuple[str, ...] = ("laion", "ms-clap-2023")
 
 
 class CLAPScore(BackboneMetric):
@@ -54,6 +59,15 @@ class CLAPScore(BackboneMetric):
       48 kHz, first ``duration`` = 8 s, repeat-pad to 10 s, Slaney mel. Text: padded/truncated to 77 tokens, laion's
       RoBERTa (LayerNorm eps 1e-5).
 
+    ``model="ms-clap-2023"`` (av-benchmark's ``MS-CLAP-Score``; the same rule under every protocol, as no other
+    harness has it): Microsoft CLAP 2023 (:class:`~torchmetrics_av.backbones.MSCLAP`, HTSAT-tiny + GPT-2, hub
+    ``microsoft/msclap`` ``CLAP_weights_2023.pth``), scored by
+    :func:`~torchmetrics_av.backbones.msclap.msclap_scores`. Audio as msclap reads a file: ``torchaudio`` Resample
+    to 44.1 kHz, channels **concatenated** (not averaged), no DC removal, normalisation or ``duration`` cut, tiled to
+    7 s when shorter, else a 7 s crop seeded by ``crop_seed`` (upstream's crop is unseeded ``random.randrange``, so
+    av-benchmark's own score of a clip longer than 7 s is not reproducible). Text: ``caption + ' <|endoftext|>'``,
+    GPT-2 BPE, padding to 77 tokens. Cosine of the raw (not normalised) 1024-d embeddings. Silence is scored.
+
     Cosine: ``F.cosine_similarity(audio, text, eps=1e-8)`` per pair, averaged in float64.
 
     Silence policy: under ``"fastvideo"`` a clip that is all zeros (after resampling) cannot be peak-normalised
@@ -65,13 +79,18 @@ class CLAPScore(BackboneMetric):
         sample_rate: rate in Hz of the audio given to ``update`` (one int; ``update(sample_rate=)`` overrides it, also
             per clip).
         protocol: ``"fastvideo"`` or ``"av-benchmark"``.
-        backbone: a :class:`~torchmetrics_av.backbones.CLAP` with the same ``protocol`` (to share one loaded model).
-        weights: local checkpoint for the backbone (``from_pretrained`` folder or official laion ``.pt``); see
-            :class:`~torchmetrics_av.backbones.CLAP`.
-        tokenizer: RoBERTa tokenizer or ``ClapProcessor`` (default: the backbone's).
-        crop_seed: seed of the fusion crops for clips longer than 10 s (FastVideo goldens: 0).
-        batch_size: clips per model forward.
-        duration: av-benchmark truncation in seconds (default 8.0); an error under ``"fastvideo"``.
+        backbone: a :class:`~torchmetrics_av.backbones.CLAP` with the same ``protocol`` (to share one loaded model),
+            or with ``model="ms-clap-2023"`` a :class:`~torchmetrics_av.backbones.MSCLAP`.
+        weights: local checkpoint for the backbone (``from_pretrained`` folder or official laion ``.pt``; MS-CLAP:
+            ``CLAP_weights_2023.pth``); see the backbone class.
+        model: ``"laion"`` (default: the protocol's LAION-CLAP) or ``"ms-clap-2023"``.
+        tokenizer: RoBERTa tokenizer or ``ClapProcessor`` (default: the backbone's); LAION only (MS-CLAP has its own).
+        crop_seed: seed of the fusion crops for clips longer than 10 s (FastVideo goldens: 0); MS-CLAP: of the 7 s
+            crop of longer clips. Must equal an injected backbone's ``crop_seed``.
+        batch_size: clips per model forward (MS-CLAP: used when the metric builds the backbone; an injected
+            ``MSCLAP`` batches by its own ``batch_size``).
+        duration: av-benchmark truncation in seconds (default 8.0); an error under ``"fastvideo"`` and with
+            ``model="ms-clap-2023"`` (av-benchmark does not cut MS-CLAP's audio).
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
     ``update(preds, target, sample_rate=None, ids=None)``: ``target`` is a list of prompts, one per clip; ``ids`` are
@@ -84,8 +103,9 @@ class CLAPScore(BackboneMetric):
     ``n_scored`` (``n_samples`` now counts scored clips only, as in every metric).
 
     Raises:
-        ValueError: a bad argument (named in the message), or a ``backbone`` built for another protocol.
-        ModuleNotFoundError: ``transformers`` is missing.
+        ValueError: a bad argument (named in the message), a ``backbone`` built for another protocol, or a backbone
+            of the other ``model``.
+        ModuleNotFoundError: ``transformers`` (LAION) or ``tiktoken`` (MS-CLAP) is missing.
 
     Example:
         >>> import torch
@@ -95,6 +115,10 @@ class CLAPScore(BackboneMetric):
         >>> _ = metric.compute()
         >>> metric.details["n_samples"], metric.details["n_skipped_silent"]
         (1, 1)
+        >>> ms = CLAPScore(sample_rate=16000, model="ms-clap-2023", backbone=tiny_backbone("msclap"))  # demo only
+        >>> ms.update(torch.randn(2, 16000) * 0.1, ["a dog barks", "rain"])
+        >>> bool(-1.0 <= ms.compute() <= 1.0), ms.per_sample()["score"].dtype
+        (True, torch.float64)
     """
 
     higher_is_better = True
@@ -106,9 +130,10 @@ class CLAPScore(BackboneMetric):
         self,
         sample_rate: int | None = None,
         protocol: ProtocolName = "fastvideo",
-        backbone: CLAP | None = None,
+        backbone: nn.Module | None = None,
         weights: str | None = None,
         *,
+        model: ClapModelName = "laion",
         tokenizer: Any = None,
         crop_seed: int = DEFAULT_CROP_SEED,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -116,29 +141,60 @@ class CLAPScore(BackboneMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
-        require_extra(type(self).__name__, ["transformers"], "clap")
-        if backbone is not None:
-            if not isinstance(backbone, CLAP):
-                raise ValueError(f"`backbone` must be a torchmetrics_av.backbones.CLAP, got {type(backbone).__name__}")
-            if backbone.spec != self.spec:
-                raise ValueError(
-                    f"`backbone` was built for protocol {backbone.protocol!r} but the metric uses {self.protocol!r}; "
-                    f"build it with CLAP(protocol={self.protocol!r})"
-                )
+        if model not in CLAP_MODELS:
+            raise ValueError(f"`model` must be one of {CLAP_MODELS}, got {model!r}")
+        self.model = model
+        if model == "ms-clap-2023":
+            self._check_msclap(backbone, tokenizer, duration)
+        else:
+            self._check_laion(backbone)
         if tokenizer is not None and not callable(tokenizer):
             raise ValueError(f"`tokenizer` must be a callable tokenizer (or ClapProcessor) or None, got {tokenizer!r}")
         if isinstance(crop_seed, bool) or not isinstance(crop_seed, int):
             raise ValueError(f"`crop_seed` must be an int, got {crop_seed!r}")
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.duration = self.spec.resolve_duration(duration)
+        self.duration = None if model == "ms-clap-2023" else self.spec.resolve_duration(duration)
         self.tokenizer = tokenizer
         self.crop_seed = int(crop_seed)
         if backbone is not None and backbone.crop_seed != self.crop_seed:
             raise ValueError(f"`backbone.crop_seed` is {backbone.crop_seed} but `crop_seed` is {crop_seed}")
         self.add_rows({"score": ((), torch.float64)})
 
-    def _build_backbone(self) -> CLAP:
+    def _check_laion(self, backbone: nn.Module | None) -> None:
+        require_extra(type(self).__name__, ["transformers"], "clap")
+        if backbone is None:
+            return
+        if not isinstance(backbone, CLAP):
+            hint = " (an MSCLAP needs model='ms-clap-2023')" if _is_msclap(backbone) else ""
+            got = type(backbone).__name__
+            raise ValueError(f"`backbone` must be a torchmetrics_av.backbones.CLAP, got {got}{hint}")
+        if backbone.spec != self.spec:
+            raise ValueError(
+                f"`backbone` was built for protocol {backbone.protocol!r} but the metric uses {self.protocol!r}; "
+                f"build it with CLAP(protocol={self.protocol!r})"
+            )
+
+    def _check_msclap(self, backbone: nn.Module | None, tokenizer: Any, duration: float | None) -> None:
+        require_extra(type(self).__name__, ["tiktoken"], "clap")
+        if backbone is not None and not _is_msclap(backbone):
+            raise ValueError(
+                f"`backbone` must be a torchmetrics_av.backbones.MSCLAP with model='ms-clap-2023', "
+                f"got {type(backbone).__name__}"
+            )
+        if tokenizer is not None:
+            raise ValueError("`tokenizer` applies to model='laion' only; MS-CLAP tokenises with its own GPT-2 BPE")
+        if duration is not None:
+            raise ValueError(
+                "`duration` does not apply to model='ms-clap-2023': av-benchmark reads the whole file for MS-CLAP "
+                "(7 s crop or tiling, no --audio_length cut); cut the clips yourself if you must"
+            )
+
+    def _build_backbone(self) -> nn.Module:
+        if self.model == "ms-clap-2023":
+            from torchmetrics_av.backbones.msclap import MSCLAP
+
+            return MSCLAP(weights=self.weights, crop_seed=self.crop_seed, batch_size=self.batch_size)
         return CLAP(weights=self.weights, protocol=self.protocol, crop_seed=self.crop_seed)
 
     @torch.no_grad()
@@ -153,6 +209,8 @@ class CLAPScore(BackboneMetric):
         texts = as_text_list(target, "target", len(clips), allow_blank=False)
         rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
         sample_id = self._ids_tensor(ids, len(clips))
+        if self.model == "ms-clap-2023":
+            return {"ids": sample_id, "score": self._msclap_scores(clips, rates, texts)}
         waves = [clap_waveform(c, r, self.spec, self.duration) for c, r in zip(clips, rates)]
         kept = torch.tensor([w is not None for w in waves], dtype=torch.bool)
         keep = torch.nonzero(kept).flatten().tolist()
@@ -165,6 +223,13 @@ class CLAPScore(BackboneMetric):
         audio_emb = bb.embed_audio([waves[i] for i in keep], batch_size=self.batch_size)
         cosine = F.cosine_similarity(audio_emb, text_emb.to(audio_emb.device), dim=-1, eps=COSINE_EPS)
         return {"ids": sample_id, "kept": kept, "score": cosine.to(torch.float64)}
+
+    def _msclap_scores(self, clips: list[Tensor], rates: list[int], texts: list[str]) -> Tensor:
+        from torchmetrics_av.backbones.msclap import msclap_scores
+
+        bb = self.backbone
+        bb.tokenize(texts, name="target")  # an over-long caption is named by its index in `target`
+        return msclap_scores(bb, clips, rates, texts).to(torch.float64)
 
     def update(
         self,
@@ -197,3 +262,9 @@ class CLAPScore(BackboneMetric):
             "scored": (kept, "details['skipped_ids'] / details['n_skipped_silent']"),
             "n_scored": (int(rows["ids"].numel()), "details['n_samples']"),
         }
+
+
+def _is_msclap(backbone: nn.Module) -> bool:
+    from torchmetrics_av.backbones.msclap import MSCLAP
+
+    return isinstance(backbone, MSCLAP)

@@ -1,4 +1,4 @@
-"""KL_PaSST: KL divergence between PaSST AudioSet class distributions of paired generated and reference clips."""
+"""KL divergence between AudioSet class distributions of paired generated and reference clips (KL_PaSST, KL_PANNs)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.backbones.passt import (
-    PASST_MIN_SAMPLES,
-    PASST_NUM_CLASSES,
-    PASST_SAMPLE_RATE,
-    PaSST,
-    passt_windows,
+from torchmetrics_av.audio.embedding import (
+    CLASSIFIER_BACKBONES,
+    build_backbone,
+    clip_logits,
+    min_samples_of,
+    model_input,
+    require_backbone_extra,
+    resolve_backbone,
+    sample_rate_of,
 )
-from torchmetrics_av.base import BackboneMetric, Rows, require_extra, resolve_rates
+from torchmetrics_av.backbones.passt import PASST_MIN_SAMPLES, PASST_NUM_CLASSES, PASST_SAMPLE_RATE, passt_windows
+from torchmetrics_av.base import BackboneMetric, Rows, resolve_rates
 from torchmetrics_av.functional.kl import kl_divergence_from_logits
 from torchmetrics_av.preprocessing import (
     RESAMPLERS,
@@ -29,16 +33,18 @@ from torchmetrics_av.preprocessing import (
 )
 
 
-class PaSSTKLDivergence(BackboneMetric):
-    r"""Mean over pairs of KL(target ‖ preds) between softmax distributions of PaSST's 527 AudioSet logits (KL_PaSST).
+class KLDivergence(BackboneMetric):
+    r"""Mean over pairs of KL(target ‖ preds) between softmax distributions of 527 AudioSet logits (KL_PaSST, KL_PANNs).
 
     .. math::
         KL = \frac{1}{N}\sum_{i=1}^{N}\sum_{c=1}^{527} q^{t_i}_c\,(\log q^{t_i}_c - \log q^{p_i}_c),
         \quad q = \operatorname{softmax}(\text{logits})
 
-    Lower is better. ``preds[i]`` is paired with ``target[i]``.
+    Lower is better. ``preds[i]`` is paired with ``target[i]``. The classifier is ``backbone="passt"`` (default) or
+    ``"panns"`` (Cnn14 16 kHz), or an instance of :class:`~torchmetrics_av.backbones.PaSST` /
+    :class:`~torchmetrics_av.backbones.PANNs` (to share one loaded model with FD and IS).
 
-    Protocols (``protocol=``):
+    Protocols (``protocol=``), PaSST:
 
     * ``"fastvideo"`` (default, FastVideo ``audio.kl_divergence``): mono mean, soxr-HQ to 32 kHz, peak −1 dBFS, then
       stable-audio-metrics windows (10 s every 5 s; a tail of 1.5-10 s is zero-padded, a clip ≤ 1.5 s runs unpadded,
@@ -46,6 +52,11 @@ class PaSSTKLDivergence(BackboneMetric):
       softmax. A pair with a silent clip is skipped and counted.
     * ``"av-benchmark"``: the FD window (DC removal, ``torchaudio`` Resample, first ``duration`` = 8 s, padded to
       10 s), one forward per clip; the mean over pairs equals av-benchmark's ``compute_kl`` (sum / N).
+
+    PANNs (KL-PANNS-softmax): one forward per clip on its whole model input, never padded (at least 0.31 s).
+    ``"av-benchmark"``: av-benchmark's ``AudioDataset(sr=16000)`` (mono mean, DC removal over the whole clip,
+    ``torchaudio`` Resample, first ``duration`` = 8 s); ``"fastvideo"``: its loader (soxr HQ, peak −1 dBFS, whole
+    clip; FastVideo itself has no PANNs metric). The mean over pairs equals av-benchmark's ``compute_kl``.
 
     KL is computed in float64 from float32 logits. The references' sigmoid variant
     Σ σ(t)(log σ(t) − log σ(p)) (not a Bernoulli KL; can be negative) is a detail.
@@ -58,45 +69,48 @@ class PaSSTKLDivergence(BackboneMetric):
     every pair of the batch was skipped). ``per_sample()``: ``ids``, ``kl_softmax``, ``kl_sigmoid`` (one per kept
     pair). ``details``: those, ``kl_sigmoid_mean`` and the counts of :mod:`torchmetrics_av.base` (``n_samples``,
     ``n_skipped_silent``, ``n_duplicates_dropped``, ``skipped_ids``); ``n_pairs``, ``sample_id`` and ``pair_kept``
-    are deprecated.
+    are deprecated. ``bootstrap()`` resamples pairs.
 
     Args:
         sample_rate: rate of ``preds`` (and ``target`` unless ``target_sample_rate`` is given), in Hz.
         target_sample_rate: rate of ``target`` in Hz.
         protocol: ``"fastvideo"`` or ``"av-benchmark"``.
-        backbone: a :class:`~torchmetrics_av.backbones.PaSST` instance to share.
-        weights: local path of the official PaSST checkpoint when ``backbone`` is not given.
+        backbone: ``"passt"``, ``"panns"``, or a :class:`~torchmetrics_av.backbones.PaSST` /
+            :class:`~torchmetrics_av.backbones.PANNs` instance to share.
+        weights: local path of the official checkpoint when ``backbone`` is a name.
         duration: av-benchmark truncation in seconds (default 8.0); an error under ``"fastvideo"`` (whole clips).
         resampler: override the protocol's resampler.
-        batch_size: most windows per PaSST forward.
+        batch_size: most windows (clips) per forward.
         audio_length: deprecated alias of ``duration``.
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
     Raises:
-        ValueError: a bad argument (named in the message).
-        ModuleNotFoundError: ``hear21passt`` is missing and no ``backbone`` was given.
+        ValueError: a bad argument (named in the message), e.g. a VGGish backbone (it has no class logits).
+        ModuleNotFoundError: ``hear21passt`` is missing and the PaSST backbone must be built.
 
     Example:
         >>> import torch
-        >>> from torchmetrics_av import PaSSTKLDivergence
+        >>> from torchmetrics_av import KLDivergence
         >>> from torchmetrics_av.testing import tiny_backbone
-        >>> kl = PaSSTKLDivergence(sample_rate=16000, backbone=tiny_backbone("passt"))  # random weights: demo only
-        >>> audio = torch.rand(2, 16000) - 0.5
-        >>> kl.update(audio, audio)
-        >>> float(kl.compute())
-        0.0
+        >>> kl = KLDivergence(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("panns"))  # demo
+        >>> preds, target = torch.rand(2, 16000) - 0.5, torch.rand(2, 16000) - 0.5
+        >>> kl.update(preds, target)
+        >>> bool(kl.compute() >= 0), kl.details["n_samples"]
+        (True, 2)
     """
 
     higher_is_better = False
     plot_lower_bound = 0.0
     _input_hint = "paired audio"
+    # Backbone names this class accepts (PaSSTKLDivergence narrows it to PaSST).
+    _backbones: tuple[str, ...] = CLASSIFIER_BACKBONES
 
     def __init__(
         self,
         sample_rate: int | Sequence[int] | None = None,
         target_sample_rate: int | Sequence[int] | None = None,
         protocol: str = "fastvideo",
-        backbone: nn.Module | None = None,
+        backbone: str | nn.Module = "passt",
         weights: str | os.PathLike | None = None,
         *,
         duration: float | None = None,
@@ -105,12 +119,15 @@ class PaSSTKLDivergence(BackboneMetric):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
-        if backbone is None:
-            require_extra(type(self).__name__, ["hear21passt", "timm"], "passt")
+        name, instance = resolve_backbone(backbone, self._backbones, type(self).__name__)
+        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
+        if instance is None:
+            require_backbone_extra(name, type(self).__name__)
+        self.backbone_name = name
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        self.duration = self.spec.resolve_duration(duration, audio_length)
+        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
+        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
         if resampler is not None and resampler not in RESAMPLERS:
             raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
         self.resampler = resampler
@@ -123,13 +140,25 @@ class PaSSTKLDivergence(BackboneMetric):
         return self.duration
 
     def _build_backbone(self) -> nn.Module:
-        return PaSST(weights=self.weights)
+        return build_backbone(self.backbone_name, self.weights)
 
     def _windows(self, audio: AudioInput, name: str, rate: Any, rate_name: str) -> list[list[Tensor] | None]:
         clips = as_clip_list(audio, name)
         rates = sample_rates(rate, len(clips), rate_name)
-        out = []
+        out: list[list[Tensor] | None] = []
         for i, (clip, sr) in enumerate(zip(clips, rates)):
+            if self.backbone_name != "passt":
+                x = model_input(
+                    self.backbone_name,
+                    clip,
+                    sr,
+                    self.spec,
+                    resampler=self.resampler,
+                    duration=self.duration,
+                    label=f"{name}[{i}]",
+                )
+                out.append(None if x is None else [x])
+                continue
             windows = passt_windows(clip, sr, self.spec, "kl", resampler=self.resampler, duration=self.duration)
             if windows is not None and windows[0].shape[-1] < PASST_MIN_SAMPLES:
                 raise ValueError(
@@ -141,14 +170,19 @@ class PaSSTKLDivergence(BackboneMetric):
         return out
 
     def clip_logits(self, per_clip_windows: list[list[Tensor]]) -> Tensor:
-        """Window-mean logits ``(N, 527)`` (float32, FastVideo's ``stack(...).mean(0)``), all windows in one pass."""
+        """Window-mean logits ``(N, 527)`` (float32, FastVideo's ``stack(...).mean(0)``), all windows in one pass.
+
+        PANNs clips have one window (their model input), so this is their logits.
+        """
         flat = [w for windows in per_clip_windows for w in windows]
-        _, logits = self.backbone.embed(flat, self.batch_size)
+        if not flat:
+            return torch.zeros(0, PASST_NUM_CLASSES, device=self.device)
+        logits = clip_logits(self.backbone_name, self.backbone, flat, self.batch_size)
         out, start = [], 0
         for windows in per_clip_windows:
             out.append(logits[start : start + len(windows)].mean(dim=0))
             start += len(windows)
-        return torch.stack(out) if out else torch.zeros(0, PASST_NUM_CLASSES, device=logits.device)
+        return torch.stack(out)
 
     @torch.no_grad()
     def _score(
@@ -205,3 +239,50 @@ class PaSSTKLDivergence(BackboneMetric):
             "n_pairs": (int(rows["ids"].numel()), "details['n_samples']"),
             "pair_kept": (kept, "details['skipped_ids'] / details['n_skipped_silent']"),
         }
+
+
+class PaSSTKLDivergence(KLDivergence):
+    r"""KL_PaSST: :class:`KLDivergence` with the PaSST classifier (the default), under its historical name.
+
+    Same arguments, protocols, outputs and numbers as ``KLDivergence(backbone="passt")``; ``backbone`` is a
+    :class:`~torchmetrics_av.backbones.PaSST` instance to share, or ``None`` to build one.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av import PaSSTKLDivergence
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> kl = PaSSTKLDivergence(sample_rate=16000, backbone=tiny_backbone("passt"))  # random weights: demo only
+        >>> audio = torch.rand(2, 16000) - 0.5
+        >>> kl.update(audio, audio)
+        >>> float(kl.compute())
+        0.0
+    """
+
+    _backbones = ("passt",)
+
+    def __init__(
+        self,
+        sample_rate: int | Sequence[int] | None = None,
+        target_sample_rate: int | Sequence[int] | None = None,
+        protocol: str = "fastvideo",
+        backbone: nn.Module | None = None,
+        weights: str | os.PathLike | None = None,
+        *,
+        duration: float | None = None,
+        resampler: Resampler | None = None,
+        batch_size: int = 8,
+        audio_length: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            sample_rate,
+            target_sample_rate,
+            protocol,
+            "passt" if backbone is None else backbone,
+            weights,
+            duration=duration,
+            resampler=resampler,
+            batch_size=batch_size,
+            audio_length=audio_length,
+            **kwargs,
+        )

@@ -22,17 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import os
-import re
 import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
-
-from torchmetrics_av.weights import WeightsNotFoundError, cache_dir, is_offline
 
 # Every ASR front end here (Whisper log-mel, GLM-ASR's Whisper features, SenseVoice fbank) expects 16 kHz.
 ASR_SAMPLE_RATE = 16000
@@ -126,56 +121,3 @@ class HintWarner:
                 f"language hint {hint!r} is not a language of {self.backbone}; it will detect the language itself",
                 stacklevel=3,
             )
-
-
-def resolve_snapshot(
-    repo: str,
-    revision: str,
-    weights: str | os.PathLike | None = None,
-    *,
-    cache_dir_override: str | os.PathLike | None = None,
-    required: Sequence[str] = (),
-) -> Path:
-    """A local folder with a hub repository's files: ``weights`` if given, else the cache, else a download.
-
-    The cached copy lives in ``$TORCHMETRICS_AV_CACHE/hub-snapshots/<owner>--<name>@<revision>`` and is reused as it
-    is (hub repositories publish no digests for whole folders). Offline (``HF_HUB_OFFLINE=1`` or
-    ``TORCHMETRICS_AV_OFFLINE=1``) or on a network error the error names the repository and the ``weights=``
-    argument.
-
-    Args:
-        repo: ``owner/name`` on the Hugging Face hub.
-        revision: branch, tag or commit to download.
-        weights: a local folder chosen by the user, used as it is.
-        cache_dir_override: cache folder override (default ``$TORCHMETRICS_AV_CACHE``).
-        required: file names that must exist in the folder.
-
-    Raises:
-        WeightsNotFoundError: the folder does not exist, lacks a required file, or cannot be downloaded.
-    """
-    if weights is not None:
-        folder = Path(weights).expanduser()
-        if not folder.is_dir():
-            raise WeightsNotFoundError(f"`weights={str(weights)!r}` is not a folder (expected a snapshot of {repo})")
-    else:
-        safe_rev = re.sub(r"[^A-Za-z0-9._-]", "_", revision)
-        folder = cache_dir(cache_dir_override) / "hub-snapshots" / f"{repo.replace('/', '--')}@{safe_rev}"
-        if not (folder.is_dir() and any(folder.iterdir())):
-            hint = (
-                f"Download the repository {repo} (revision {revision}) from the Hugging Face hub and pass "
-                f"`weights=<its folder>`, or put it at {folder}"
-            )
-            if is_offline():
-                raise WeightsNotFoundError(f"{repo} is not cached and offline mode is on. {hint}.")
-            try:
-                from huggingface_hub import snapshot_download
-
-                snapshot_download(repo, revision=revision, local_dir=str(folder))
-            except Exception as err:  # noqa: BLE001 - hub errors have many types; all mean "not available"
-                raise WeightsNotFoundError(
-                    f"{repo} could not be downloaded ({type(err).__name__}: {err}). {hint}."
-                ) from err
-    missing = [name for name in required if not (folder / name).exists()]
-    if missing:
-        raise WeightsNotFoundError(f"{folder} is not a snapshot of {repo}: {missing} missing")
-    return folder

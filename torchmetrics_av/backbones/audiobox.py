@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.weights import checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint, resolve_files
 
 AUDIOBOX_SAMPLE_RATE = 16000
 # infer.py make_inference_batch(hop_size=10, window_size=10, sample_rate=16000).
@@ -250,18 +250,21 @@ class Audiobox(nn.Module):
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
             if weights is None:
-                # Weights first, so that an offline error names the file to pass as `weights=`.
-                path = resolve_checkpoint(AUDIOBOX_WEIGHTS, cache_dir=cache_dir).parent
-                resolve_checkpoint(AUDIOBOX_CONFIG, cache_dir=cache_dir)
-                label, digest_file = AUDIOBOX_WEIGHTS.name, path / "model.safetensors"
+                # Both files of the table's audiobox-aesthetics/ folder; offline, one error names every missing one.
+                hint = "a from_pretrained folder, model.safetensors or checkpoint.pt"
+                paths = resolve_files(
+                    [AUDIOBOX_CONFIG.name, AUDIOBOX_WEIGHTS.name], cache_dir=cache_dir, weights_hint=hint
+                )
+                path = paths[1].parent
+                label, digest_file = AUDIOBOX_WEIGHTS.name, paths[1]
             else:
-                path = resolve_checkpoint(AUDIOBOX_WEIGHTS, weights)
+                path = resolve_checkpoint(AUDIOBOX_WEIGHTS.name, weights)
                 label = path.name
                 digest_file = next((path / f for f in _STATE_FILES if (path / f).is_file()), path)
             config, state = read_aes_checkpoint(path)
             self.model = build_aes_model(config, encoder_config)
             self.model.load_state_dict(state, strict=True)
-            self.checkpoint_id = f"{label}@sha256:{sha256_file(digest_file)[:16]}" if digest_file.is_file() else label
+            self.checkpoint_id = f"{label}@sha256:{file_digest(digest_file)[:16]}" if digest_file.is_file() else label
         else:
             config = {**AUDIOBOX_HUB_CONFIG, **dict(model_config or {})}
             config["target_transform"] = _check_target_transform(config.get("target_transform"), "`model_config`")

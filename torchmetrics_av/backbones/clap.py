@@ -52,12 +52,17 @@ from torchmetrics_av.protocols import LAION_TEXT_LAYER_NORM_EPS as LAION_TEXT_LA
 from torchmetrics_av.protocols import LAION_TEXT_MAX_LENGTH as LAION_TEXT_MAX_LENGTH
 from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import (
+    FASTVIDEO_CLAP_REVISION,
     WeightsNotFoundError,
+    at_revision,
     checkpoint,
+    file_digest,
+    folder_checkpoints,
     is_offline,
     load_state_dict,
     resolve_checkpoint,
-    sha256_file,
+    resolve_files,
+    resolve_folder,
 )
 from torchmetrics_av.weights import cache_dir as default_cache_dir
 
@@ -92,10 +97,14 @@ COSINE_EPS = 1e-8
 DEFAULT_BATCH_SIZE = 8
 
 FASTVIDEO_REPO = "laion/clap-htsat-fused"
-# Revision of laion/clap-htsat-fused whose config/preprocessor files the goldens were checked against.
-FASTVIDEO_REVISION = "365dea6ef167def6676140ed93bbc43f84dabb28"
-# laion_clap's tokenizer source (RobertaTokenizer.from_pretrained("roberta-base")).
+# Revision of laion/clap-htsat-fused whose config/preprocessor files the goldens were checked against (the checkpoint
+# table pins the same one).
+FASTVIDEO_REVISION = FASTVIDEO_CLAP_REVISION
+# The checkpoint table's folder of laion/clap-htsat-fused files (config, model.safetensors, tokenizer files).
+FASTVIDEO_FOLDER = "clap-htsat-fused"
+# laion_clap's tokenizer source (RobertaTokenizer.from_pretrained("roberta-base")) and its checkpoint-table folder.
 LAION_TOKENIZER_REPO = "FacebookAI/roberta-base"
+LAION_TOKENIZER_FOLDER = "roberta-base"
 AVBENCH_CHECKPOINT = checkpoint("laion_clap_music_speech_audioset_epoch_15_esc_89.98")
 FASTVIDEO_LICENSE = "Apache-2.0"
 
@@ -113,6 +122,8 @@ _LAION_UNUSED = re.compile(
 )
 # Tokenizer files that make a from_pretrained directory self-sufficient.
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+# Weight files of a from_pretrained folder, which a tokenizer never reads.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 def _transformers() -> Any:
@@ -416,14 +427,14 @@ class CLAP(nn.Module):
             files), an official laion_clap ``.pt`` (e.g. ``music_speech_audioset_epoch_15_esc_89.98.pt``,
             ``630k-audioset-fusion-best.pt``; architecture inferred from its shapes unless ``config`` is given), or a
             ``ClapModel`` state-dict file (``.safetensors``/``.pt``, architecture = ``config`` or the protocol's).
-        pretrained: with ``weights=None``, load the protocol's official checkpoint (``"fastvideo"``: hub
-            ``laion/clap-htsat-fused``; ``"av-benchmark"``: the laion ``.pt`` above, cached). ``False`` builds a
-            random model without network access.
+        pretrained: with ``weights=None``, load the protocol's official checkpoint from the checkpoint table
+            (``"fastvideo"``: the ``clap-htsat-fused/`` folder of hub ``laion/clap-htsat-fused``; ``"av-benchmark"``:
+            the laion ``.pt`` above), cached and verified. ``False`` builds a random model without network access.
         protocol: ``"fastvideo"`` or ``"av-benchmark"`` (see the module docstring).
         config: ``ClapConfig`` for ``pretrained=False`` or for a bare state-dict file.
         tokenizer: a RoBERTa tokenizer (or a ``ClapProcessor``) called as transformers tokenizers are. Default: the
-            one in the ``weights`` directory, else ``laion/clap-htsat-fused`` ("fastvideo") / ``roberta-base``
-            ("av-benchmark") from the hub, loaded on first use.
+            one in the ``weights`` directory, else the table's ``clap-htsat-fused/`` ("fastvideo") / ``roberta-base/``
+            ("av-benchmark") tokenizer files, loaded on first use (cached, downloaded where missing).
         text_layer_norm_eps: text-tower LayerNorm eps; default 1e-5 under "av-benchmark" (laion_clap's RoBERTa),
             the checkpoint's own value (1e-12) under "fastvideo".
         crop_seed: seed of the per-clip fusion crops (clips > 10 s, fused models) and of the random 10 s window
@@ -431,8 +442,12 @@ class CLAP(nn.Module):
         hub_repo: with ``weights=None`` and ``pretrained=True``, load this transformers-format hub repository instead
             of the protocol's default (e.g. ``"laion/larger_clap_general"``, the probable hub conversion of the
             av-benchmark ``.pt``: same architecture, unverified to be the same weights). Its tokenizer is used too.
-        revision: hub revision; ``None`` = the pinned revision of ``laion/clap-htsat-fused`` for the default
-            "fastvideo" repository, ``main`` for ``hub_repo``.
+            Such a repository is outside the checkpoint table: it goes through the Hugging Face hub cache
+            (``<cache>/hub``) with no digest check.
+        revision: hub revision; ``None`` = the table's pinned revision of ``laion/clap-htsat-fused`` for the default
+            "fastvideo" repository (files in ``<cache>/clap-htsat-fused/``, what ``torchmetrics-av download
+            clap-fastvideo`` writes, digests checked), ``main`` for ``hub_repo``. Another revision of the default
+            repository goes to ``<cache>/clap-htsat-fused@<revision>/`` and no table digest applies to it.
         cache_dir: checkpoint cache override (default ``$TORCHMETRICS_AV_CACHE``).
         allow_pickle: load a laion ``.pt`` with ``torch.load(weights_only=False)`` (only for a file you trust).
 
@@ -468,11 +483,13 @@ class CLAP(nn.Module):
         self.protocol = self.spec.name
         self.crop_seed = int(crop_seed)
         self._tokenizer = _unwrap_tokenizer(tokenizer)
+        # Where the tokenizer comes from, on first use: a folder of the checkpoint table ("table"), a local folder
+        # ("dir") or, for a `hub_repo=` outside the table, the hub ("hub").
+        self._tokenizer_source: tuple[str, str, str | None] = ("table", LAION_TOKENIZER_FOLDER, None)
         if hub_repo is None and self.spec.clap_fusion:
-            hub_repo, revision = FASTVIDEO_REPO, revision or FASTVIDEO_REVISION
-        self._tokenizer_source: tuple[str, str | None] = (
-            (hub_repo, revision) if hub_repo is not None else (LAION_TOKENIZER_REPO, None)
-        )
+            self._tokenizer_source = ("table", FASTVIDEO_FOLDER, revision)
+        elif hub_repo is not None:
+            self._tokenizer_source = ("hub", hub_repo, revision)
         self._cache_dir = cache_dir
         self.checkpoint_id = "random-init"
         path = None if weights is None else Path(weights).expanduser()
@@ -484,11 +501,18 @@ class CLAP(nn.Module):
             model = self._from_pretrained(str(path), source=f"`weights={str(weights)!r}`")
             self.checkpoint_id = f"hf-dir:{path.name}"
             if any((path / f).exists() for f in _TOKENIZER_FILES):
-                self._tokenizer_source = (str(path), None)
-        elif path is not None or (pretrained and hub_repo is None):
-            file = resolve_checkpoint(AVBENCH_CHECKPOINT, path, cache_dir=cache_dir)
+                self._tokenizer_source = ("dir", str(path), None)
+        elif path is not None or (pretrained and hub_repo is None and not self.spec.clap_fusion):
+            file = resolve_checkpoint(AVBENCH_CHECKPOINT.name, path, cache_dir=cache_dir)
             model = self._from_state_file(file, config, allow_pickle)
-            self.checkpoint_id = f"{file.name}@sha256:{sha256_file(file)[:16]}"
+            self.checkpoint_id = f"{file.name}@sha256:{file_digest(file)[:16]}"
+        elif pretrained and hub_repo is None:
+            # The table's clap-htsat-fused/ folder (model, config and tokenizer files) in the cache, as
+            # `torchmetrics-av download clap-fastvideo` writes it; verified, downloaded where missing.
+            folder = resolve_folder(FASTVIDEO_FOLDER, revision=revision, cache_dir=cache_dir, required=["config.json"])
+            model = self._from_pretrained(str(folder), source=f"{FASTVIDEO_REPO} in {folder}")
+            self._tokenizer_source = ("dir", str(folder), None)
+            self.checkpoint_id = f"{FASTVIDEO_REPO}@{revision or FASTVIDEO_REVISION}"
         elif pretrained:
             hub_repo = str(hub_repo)
             model = self._from_pretrained(hub_repo, source=f"hub {hub_repo}", revision=revision)
@@ -572,13 +596,24 @@ class CLAP(nn.Module):
     def tokenizer(self) -> Any:
         """The tokenizer (injected, or loaded from the checkpoint folder / hub on first use)."""
         if self._tokenizer is None:
-            name, revision = self._tokenizer_source
+            kind, name, revision = self._tokenizer_source
+            if kind == "table":
+                # Resolved here, not in the constructor: audio-only use needs no tokenizer files. The folder's
+                # weights are left out (the text files and config.json are what AutoTokenizer reads).
+                files = [at_revision(c, revision) for c in folder_checkpoints(name)]
+                files = [c for c in files if not c.filename.endswith(_WEIGHT_SUFFIXES)]
+                hint = "a from_pretrained folder with tokenizer files"
+                try:
+                    name = str(resolve_files(files, cache_dir=self._cache_dir, weights_hint=hint)[0].parent)
+                except WeightsNotFoundError as err:
+                    raise WeightsNotFoundError(
+                        f"the CLAP tokenizer is not available. {err}\nOr pass `tokenizer=` (a RoBERTa tokenizer or "
+                        "ClapProcessor)."
+                    ) from err
+            hub = {"revision": revision, "cache_dir": str(default_cache_dir(self._cache_dir) / "hub")}
             try:
                 self._tokenizer = _transformers().AutoTokenizer.from_pretrained(
-                    name,
-                    revision=revision,
-                    cache_dir=str(default_cache_dir(self._cache_dir) / "hub"),
-                    local_files_only=is_offline(),
+                    name, local_files_only=kind != "hub" or is_offline(), **(hub if kind == "hub" else {})
                 )
             except (OSError, ValueError) as err:
                 raise WeightsNotFoundError(

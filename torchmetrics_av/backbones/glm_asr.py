@@ -30,11 +30,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, check_asr_inputs, resolve_snapshot
+from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, check_asr_inputs
+from torchmetrics_av.weights import resolve_folder
 
 GLM_ASR_REPO = "zai-org/GLM-ASR-Nano-2512"
-# No commit of the hub repository could be verified offline (a mirror quotes the short hash 61ba4e0b3309); pin one
-# with `revision=` for reproducible downloads.
+# The checkpoint table's snapshot folder of that repository (every file, listed by the hub with its LFS SHA-256).
+GLM_ASR_FOLDER = "GLM-ASR-Nano-2512"
+# No commit of the hub repository could be verified offline (a mirror quotes the short hash 61ba4e0b3309), so the
+# table entry follows "main"; pin one with `revision=` for reproducible downloads.
 GLM_ASR_REVISION = "main"
 GLM_ASR_LICENSE = "MIT"
 # FastVideo's WERMetric(instruction=...) default and generate(max_new_tokens=256, do_sample=False).
@@ -102,9 +105,11 @@ class GLMASR(nn.Module):
     Args:
         weights: a local snapshot folder of ``zai-org/GLM-ASR-Nano-2512`` (``config.json``, safetensors, tokenizer
             and processor files), loaded with ``from_pretrained``.
-        pretrained: use ``weights``, else the cached snapshot, else download it. ``False`` builds a random
-            model from ``GlmAsrConfig`` (Nano sizes unless ``config`` overrides them) with the toy tokenizer.
-        revision: hub revision to download.
+        pretrained: use ``weights``, else the checkpoint table's snapshot folder ``<cache>/GLM-ASR-Nano-2512/``
+            (what ``torchmetrics-av download glm-asr`` writes; every file checked against the manifest there), else
+            download it. ``False`` builds a random model from ``GlmAsrConfig`` (Nano sizes unless ``config``
+            overrides them) with the toy tokenizer.
+        revision: hub revision; another than the table's goes to ``<cache>/GLM-ASR-Nano-2512@<revision>/``.
         config: ``GlmAsrConfig`` overrides for ``pretrained=False`` (``audio_config``/``text_config`` dicts).
         instruction: the user instruction in the prompt (FastVideo's default).
         max_new_tokens: generation cap per clip (FastVideo: 256).
@@ -148,8 +153,8 @@ class GLMASR(nn.Module):
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         if weights is not None or pretrained:
-            folder = resolve_snapshot(
-                GLM_ASR_REPO, revision, weights, cache_dir_override=cache_dir, required=["config.json"]
+            folder = resolve_folder(
+                GLM_ASR_FOLDER, weights, revision=revision, cache_dir=cache_dir, required=["config.json"]
             )
             self.processor = AutoProcessor.from_pretrained(str(folder))
             self.model = GlmAsrForConditionalGeneration.from_pretrained(str(folder), dtype=dtype or torch.float32)

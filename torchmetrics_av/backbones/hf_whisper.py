@@ -8,10 +8,12 @@ FastVideo's ``audio.wer`` (``hao-ai-lab/FastVideo`` @ 2f3d4074, ``_transcribe_wh
 
 with ``openai/whisper-base`` and its hub ``generation_config.json``: greedy, no language or task argument, so the
 multilingual model detects the language (``forced_decoder_ids [[1, None], [2, <|transcribe|>]]``) and transcribes.
-:class:`HFWhisper` runs exactly that, batched, without any hub file but the weights: the ``config.json`` and
-``generation_config.json`` values are stored below as constants (public facts of the hub repository), the feature
-extractor is ``WhisperFeatureExtractor`` with the hub ``preprocessor_config.json`` values, and the tokenizer is built
-from openai-whisper's bundled ``multilingual.tiktoken`` (the same byte-level BPE and special tokens, ids 0-51864).
+:class:`HFWhisper` runs exactly that, batched. The model is built from ``config.json`` + ``model.safetensors`` of the
+checkpoint table's ``whisper-base/`` folder (pinned commit, verified digests; the layout ``torchmetrics-av download``
+writes); the ``generation_config.json`` values are stored below as constants (public facts of the hub repository),
+the feature extractor is ``WhisperFeatureExtractor`` with the hub ``preprocessor_config.json`` values, and the
+tokenizer is built from openai-whisper's bundled ``multilingual.tiktoken`` (the same byte-level BPE and special
+tokens, ids 0-51864), so no other hub file is read.
 
 An official openai-whisper ``.pt`` (``{"dims", "model_state_dict"}``) loads too, through
 :func:`openai_to_hf_state_dict` (the standard openai -> Hugging Face key mapping).
@@ -40,14 +42,24 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, HintWarner, check_asr_inputs, language_code
-from torchmetrics_av.weights import Checkpoint, WeightsNotFoundError, file_digest, load_state_dict, resolve_checkpoint
+from torchmetrics_av.weights import (
+    HF_WHISPER_REVISION,
+    WeightsNotFoundError,
+    at_revision,
+    checkpoint,
+    file_digest,
+    load_state_dict,
+    resolve_files,
+)
 
 HF_WHISPER_REPO = "openai/whisper-base"
-# Commit of openai/whisper-base on the hub (its model-info "sha", lastModified 2024-02-29, as quoted by several public
-# repositories that pin it); the generation config below is the one of that tree (PR #29 long-form fix included).
-HF_WHISPER_REVISION = "e37978b90ca9030d5170a5c07aadb050351a65bb"
-# The hub model card's licence for openai/whisper-base.
-HF_WHISPER_LICENSE = "Apache-2.0"
+# HF_WHISPER_REVISION (from the checkpoint table): commit of openai/whisper-base on the hub (its model-info "sha",
+# lastModified 2024-02-29, as quoted by several public repositories that pin it); the generation config below is the
+# one of that tree (PR #29 long-form fix included).
+# The checkpoint table's folder of openai/whisper-base files, and the two of them the model is built from (the
+# processor and generation config are rebuilt from the constants below).
+HF_WHISPER_FOLDER = "whisper-base"
+HF_WHISPER_FILES = ("config.json", "model.safetensors")
 # FastVideo: generate(input_features=..., max_new_tokens=256).
 DEFAULT_MAX_NEW_TOKENS = 256
 # Clips per generate() call; greedy decoding of a clip does not depend on its batch beyond float rounding.
@@ -134,24 +146,33 @@ def whisper_base_generation_config() -> dict[str, Any]:
     }
 
 
-def hf_whisper_checkpoint(revision: str = HF_WHISPER_REVISION) -> Checkpoint:
-    """:class:`Checkpoint` of ``model.safetensors`` of ``openai/whisper-base`` at ``revision`` (no published digest).
+def hf_whisper_folder(
+    revision: str = HF_WHISPER_REVISION,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """The folder holding the two ``openai/whisper-base`` files the model is built from (:data:`HF_WHISPER_FILES`,
+    entries ``whisper-base/config.json`` and ``whisper-base/model.safetensors`` of the checkpoint table), taken from
+    the cache and downloaded and verified where missing.
+
+    At the table's pinned ``revision`` their third-party / publisher SHA-256 and sizes are checked; any other commit is
+    fetched into ``whisper-base@<revision>/`` and checked only against the digests recorded at its first download
+    (no table digest applies to it).
+
+    Raises:
+        ValueError: ``revision`` is not a 40-hex-digit commit (a branch name would not pin the download).
+        WeightsNotFoundError: files missing offline or not downloadable (all named, with URLs and ``weights=``).
 
     Example:
-        >>> hf_whisper_checkpoint().source.split("/")[-2:]
-        ['e37978b90ca9030d5170a5c07aadb050351a65bb', 'model.safetensors']
+        >>> from torchmetrics_av.weights import checkpoint
+        >>> checkpoint(f"{HF_WHISPER_FOLDER}/model.safetensors").revision == HF_WHISPER_REVISION
+        True
     """
     if not re.fullmatch(r"[0-9a-f]{40}", revision):
         raise ValueError(f"`revision` must be a 40-hex-digit commit of {HF_WHISPER_REPO}, got {revision!r}")
-    return Checkpoint(
-        name=f"hf-whisper-base@{revision[:12]}",
-        filename=f"hf-whisper-base-{revision[:12]}.safetensors",
-        # A resolve URL at a commit is immutable, so the download is pinned although weights.py passes no revision.
-        url=f"https://huggingface.co/{HF_WHISPER_REPO}/resolve/{revision}/model.safetensors",
-        hf_repo=HF_WHISPER_REPO,
-        hf_filename="model.safetensors",
-        license=HF_WHISPER_LICENSE,
-    )
+    entries = [at_revision(checkpoint(f"{HF_WHISPER_FOLDER}/{f}"), revision) for f in HF_WHISPER_FILES]
+    paths = resolve_files(entries, cache_dir=cache_dir, weights_hint=f"a folder with {' + '.join(HF_WHISPER_FILES)}")
+    return paths[0].parent
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -372,9 +393,12 @@ class HFWhisper(nn.Module):
         weights: a local file or folder: ``model.safetensors`` of a Hugging Face Whisper (whisper-base shapes unless
             a ``config.json`` sits beside it in the folder), or an openai-whisper ``.pt`` (``{"dims",
             "model_state_dict"}``, mapped by :func:`openai_to_hf_state_dict`).
-        pretrained: load ``openai/whisper-base`` (``weights``, else the cache, else a download of its
-            ``model.safetensors`` at ``revision``). ``False`` keeps a random whisper-base (or ``config``) model.
-        revision: hub commit of ``openai/whisper-base`` to download.
+        pretrained: load ``openai/whisper-base``: ``weights``, else the checkpoint table's ``whisper-base/`` folder
+            in the cache (what ``torchmetrics-av download hf-whisper`` writes), downloaded and verified where
+            missing (see :func:`hf_whisper_folder`). ``False`` keeps a random whisper-base (or ``config``) model.
+        revision: hub commit of ``openai/whisper-base``; the default is the table's pinned commit, whose published
+            digests are checked. Another commit is downloaded to ``whisper-base@<revision>/`` and no table digest
+            applies to it (only the SHA-256 recorded at its first download is checked later).
         config: ``WhisperConfig`` overrides for ``pretrained=False`` (small test models); the vocabulary must stay
             the multilingual 51865 tokens so the tokenizer and generation config apply.
         max_new_tokens: generation cap per clip (FastVideo: 256).
@@ -414,14 +438,21 @@ class HFWhisper(nn.Module):
         self.checkpoint_id = "random-init"
         state = None
         cfg = dict(WHISPER_BASE_CONFIG)
-        if weights is not None or pretrained:
-            ckpt = hf_whisper_checkpoint(revision)
-            path = resolve_checkpoint(ckpt, weights, cache_dir=cache_dir)
-            state, file_cfg = _state_from_weights(path) if weights is not None else (load_state_dict(path), None)
+        if weights is not None:
+            path = Path(weights).expanduser()
+            if not path.exists():
+                raise WeightsNotFoundError(f"`weights={str(weights)!r}` does not exist (expected a Whisper checkpoint)")
+            state, file_cfg = _state_from_weights(path)
             cfg.update(file_cfg or {})
-            label = ckpt.name if weights is None else path.name
             digest = file_digest(path if path.is_file() else path / "model.safetensors")
-            self.checkpoint_id = f"{label}@sha256:{digest[:16]}"
+            self.checkpoint_id = f"{path.name}@sha256:{digest[:16]}"
+        elif pretrained:
+            folder = hf_whisper_folder(revision, cache_dir=cache_dir)
+            state, file_cfg = _state_from_weights(folder)
+            cfg.update(file_cfg or {})
+            label = checkpoint(f"{HF_WHISPER_FOLDER}/model.safetensors").name
+            label += "" if revision == HF_WHISPER_REVISION else f"@{revision}"
+            self.checkpoint_id = f"{label}@sha256:{file_digest(folder / 'model.safetensors')[:16]}"
         else:
             cfg.update(config or {})
         if cfg["vocab_size"] != WHISPER_BASE_CONFIG["vocab_size"]:

@@ -463,7 +463,7 @@ class ImageBind(nn.Module):
         self._checkpoint_path: Path | None = None
         self._checkpoint_id: str | None = None
         if weights is not None or pretrained:
-            path = resolve_checkpoint(IMAGEBIND_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(IMAGEBIND_CHECKPOINT.name, weights, cache_dir=cache_dir)
             # Building on the meta device skips a random init of 719 M parameters that loading overwrites anyway.
             with torch.device("meta"):
                 self.model = ImageBindVisionAudio(*config)

@@ -36,8 +36,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.signal
@@ -85,6 +87,9 @@ _SLANEY_MIN_LOG_HZ = 1000.0
 _SLANEY_LOGSTEP = np.log(6.4) / 27.0
 # Clips per forward in `embed` (an 8 s clip is ~16 GMAC through the six ConvBlocks).
 DEFAULT_BATCH_SIZE = 8
+# Memoised clips per backbone (as PaSST's window cache): a few validation batches of FD + KL + IS; ~10 KB of outputs
+# per clip at full size.
+DEFAULT_CACHE_CLIPS = 512
 
 
 def stft_kernels(n_fft: int = PANNS_N_FFT) -> tuple[Tensor, Tensor]:
@@ -317,6 +322,8 @@ class PANNs(nn.Module):
         channels: ConvBlock widths (official ``(64, 128, 256, 512, 1024, 2048)``; smaller only for tests).
         num_classes: output classes (527).
         cache_dir: checkpoint cache override (default ``$TORCHMETRICS_AV_CACHE``).
+        cache_size: how many recent clips' outputs :meth:`embed` memoises (0 disables), so that FD-PANN, KL-PANNS and
+            ISC-PANNS sharing this backbone run one forward per clip.
 
     Attributes:
         model: :class:`Cnn14`; its ``state_dict()`` equals the official ``["model"]`` key set (84 entries).
@@ -338,14 +345,19 @@ class PANNs(nn.Module):
         channels: Sequence[int] = PANNS_CHANNELS,
         num_classes: int = PANNS_NUM_CLASSES,
         cache_dir: str | os.PathLike | None = None,
+        cache_size: int = DEFAULT_CACHE_CLIPS,
     ) -> None:
         super().__init__()
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"`cache_size` must be a non-negative int (0 disables the memo), got {cache_size!r}")
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
         self.model = Cnn14(channels, num_classes)
         self.embed_dim = int(channels[-1])
         self.num_classes = num_classes
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(PANNS_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(PANNS_CHECKPOINT.name, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_panns_state_dict(path), strict=True)
             self.checkpoint_id = f"{PANNS_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()
@@ -377,6 +389,9 @@ class PANNs(nn.Module):
     def embed(self, waves: Sequence[Tensor], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[Tensor, Tensor]:
         """Embed clips of possibly different lengths, batching equal lengths together.
 
+        Results are memoised by clip content (SHA-256 of the float32 samples) for the last ``cache_size`` clips, so
+        metrics sharing this backbone (FD-PANN, KL-PANNS, ISC-PANNS on the same clips) run one forward per clip.
+
         Args:
             waves: 1-D 16 kHz float clips (from :meth:`prepare`).
             batch_size: most clips per forward.
@@ -393,14 +408,39 @@ class PANNs(nn.Module):
         dtype = self.model.fc1.weight.dtype
         emb = torch.empty(len(waves), self.embed_dim, device=self.device, dtype=dtype)
         logits = torch.empty(len(waves), self.num_classes, device=self.device, dtype=dtype)
+        keys = [_clip_key(w) if self.cache_size > 0 else "" for w in waves]
         by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(waves):
-            by_length.setdefault(w.shape[-1], []).append(i)
+        for i, (w, key) in enumerate(zip(waves, keys)):
+            hit = self._cache.get(key) if key else None
+            if hit is not None:
+                emb[i], logits[i] = hit[0].to(self.device), hit[1].to(self.device)
+                self._cache.move_to_end(key)
+            else:
+                by_length.setdefault(w.shape[-1], []).append(i)
         for idx in by_length.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                emb[chunk], logits[chunk] = self(torch.stack([waves[i].to(self.device) for i in chunk]))
+                e, z = self(torch.stack([waves[i].to(self.device) for i in chunk]))
+                emb[chunk], logits[chunk] = e, z
+                for row, i in enumerate(chunk):
+                    self._remember(keys[i], e[row], z[row])
         return emb, logits
+
+    def _remember(self, key: str, emb: Tensor, logits: Tensor) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = (emb.detach().clone(), logits.detach().clone())
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        """Forget memoised clip outputs (call after changing the weights in place)."""
+        self._cache.clear()
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args: object, **kwargs: object) -> nn.Module:
+        # Cached outputs were computed under the old device/dtype: drop them rather than mix precisions.
+        self.__dict__.get("_cache", OrderedDict()).clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def prepare(self, clip: Tensor, sample_rate: int, duration: float | None = AVBENCH_AUDIO_LENGTH_S) -> Tensor:
         """One clip -> the 16 kHz model input, as av-benchmark's ``AudioDataset(sr=16000)`` loads it.
@@ -419,6 +459,11 @@ class PANNs(nn.Module):
         return _avbench_waveform(clip, sample_rate, duration)
 
 
+def _clip_key(w: Tensor) -> str:
+    data = w.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return f"{w.shape[-1]}:{hashlib.sha256(data).hexdigest()}"
+
+
 def _avbench_waveform(clip: Tensor, sample_rate: int, duration: float | None) -> Tensor:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ValueError(f"`sample_rate` must be a positive integer in Hz, got {sample_rate!r}")
@@ -435,8 +480,8 @@ def tiny_panns(seed: int = 0, **overrides: object) -> PANNs:
     """A small random :class:`PANNs` for fast offline tests: same front end and graph, narrow ConvBlocks.
 
     Defaults ``channels=(4, 8, 8, 16, 16, 32)`` (32-d embeddings, 527 logits) and ``pretrained=False``; any
-    constructor argument can be overridden. The weights come from ``torch.manual_seed(seed)`` inside a forked RNG, so
-    the caller's random stream is untouched.
+    constructor argument can be overridden. The weights come from ``torch.manual_seed(seed)`` inside a forked RNG (the
+    caller's random stream is untouched), conv and linear weights He-normal so that outputs differ between clips.
 
     Example:
         >>> tiny_panns().embed_dim
@@ -446,4 +491,15 @@ def tiny_panns(seed: int = 0, **overrides: object) -> PANNs:
     kwargs.update(overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PANNs(**kwargs)
+        net = PANNs(**kwargs)
+        if kwargs.get("weights") is None and not kwargs.get("pretrained"):
+            _he_init(net.model)
+        return net
+
+
+def _he_init(model: nn.Module) -> None:
+    # PyTorch's default init shrinks activations ~10x per ConvBlock at these widths, which makes every clip's output
+    # equal to ~1e-7: He-normal (ReLU gain) keeps their scale, so tiny models tell clips apart in tests.
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")

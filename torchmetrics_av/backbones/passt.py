@@ -126,7 +126,7 @@ class PaSST(nn.Module):
         self.embed_dim = embed_dim
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(PASST_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(PASST_CHECKPOINT.name, weights, cache_dir=cache_dir)
             self.model.load_state_dict(load_state_dict(path), strict=True)
             self.checkpoint_id = f"{PASST_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.eval()

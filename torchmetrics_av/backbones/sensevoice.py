@@ -10,7 +10,8 @@ FastVideo (``audio.wer`` @ 2f3d4074, ``_setup_sensevoice`` / ``_transcribe_sense
 
 :class:`SenseVoice` makes the same two calls, on 16 kHz arrays instead of file paths, with both hub repositories
 (``FunAudioLLM/SenseVoiceSmall`` and ``funasr/fsmn-vad``, FunASR's ``"fsmn-vad"`` on the Hugging Face hub) resolved
-to local folders first, so the cache and offline rules are the same as for the other backbones. ``use_itn=True``
+to local folders of the checkpoint table first, so the cache and offline rules are the same as for the other
+backbones. ``use_itn=True``
 writes numbers as digits, and ``rich_transcription_postprocess`` turns event/emotion tags into emoji, which then
 count as words; both are FastVideo's choices, kept.
 
@@ -37,14 +38,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, HintWarner, check_asr_inputs, language_code, resolve_snapshot
+from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, HintWarner, check_asr_inputs, language_code
+from torchmetrics_av.weights import FSMN_VAD_REVISION, SENSEVOICE_REVISION, WeightsNotFoundError, resolve_folder
 
 SENSEVOICE_REPO = "FunAudioLLM/SenseVoiceSmall"
 # FunASR's name_maps_hf["fsmn-vad"].
 FSMN_VAD_REPO = "funasr/fsmn-vad"
-# No commit of either repository could be verified offline; pin them with `revision=` / `vad_revision=`.
-SENSEVOICE_REVISION = "main"
-FSMN_VAD_REVISION = "main"
+# The checkpoint table's folders of the two repositories (SENSEVOICE_REVISION / FSMN_VAD_REVISION are its pins).
+SENSEVOICE_FOLDER = "SenseVoiceSmall"
+FSMN_VAD_FOLDER = "fsmn-vad"
+# What FunASR's AutoModel reads from a local model folder (config.yaml names the model class; model.pt its weights).
+_FUNASR_REQUIRED = ("config.yaml", "model.pt")
 INSTALL_HINT = 'pip install "torchmetrics-av[sensevoice]"  (or: pip install funasr)'
 # FastVideo's AutoModel(vad_kwargs=...) and generate(...) arguments.
 VAD_KWARGS: dict[str, Any] = {"max_single_segment_time": 30000}
@@ -90,12 +94,16 @@ class SenseVoice(nn.Module):
     """SenseVoice-Small with FSMN-VAD segmentation (FunASR): 16 kHz clips -> transcripts, FastVideo's settings.
 
     Args:
-        weights: a local snapshot folder of ``FunAudioLLM/SenseVoiceSmall`` (``config.yaml``, ``model.pt``, ...).
-        vad_weights: a local snapshot folder of ``funasr/fsmn-vad``.
-        pretrained: use the folders, else the cached snapshots, else download them. ``False`` needs
-            ``model_kwargs`` and ``vad_model_kwargs`` (explicit FunASR configs, see :func:`tiny_sensevoice`).
-        revision: hub revision of SenseVoiceSmall to download.
-        vad_revision: hub revision of fsmn-vad to download.
+        weights: a local folder with the files of ``FunAudioLLM/SenseVoiceSmall`` (``config.yaml``, ``model.pt``,
+            ...).
+        vad_weights: a local folder with the files of ``funasr/fsmn-vad``.
+        pretrained: use the folders, else the checkpoint table's ``<cache>/SenseVoiceSmall/`` and
+            ``<cache>/fsmn-vad/`` (what ``torchmetrics-av download sensevoice`` writes; verified, downloaded where
+            missing). ``False`` needs ``model_kwargs`` and ``vad_model_kwargs`` (explicit FunASR configs, see
+            :func:`tiny_sensevoice`).
+        revision: hub revision of SenseVoiceSmall (default: the table's pinned commit, whose digests are checked;
+            another one goes to ``<cache>/SenseVoiceSmall@<revision>/`` with no table digest).
+        vad_revision: hub revision of fsmn-vad (the same rules, ``fsmn-vad@<revision>/``).
         model_kwargs: FunASR ``AutoModel`` keyword arguments of a model built from its config (``model``,
             ``model_conf``, ``encoder_conf``, ``tokenizer_conf``, ``frontend_conf``, ...) for ``pretrained=False``.
         vad_model_kwargs: the same for the VAD model (its ``model`` entry names the VAD class).
@@ -138,8 +146,20 @@ class SenseVoice(nn.Module):
         if pretrained or weights is not None or vad_weights is not None:
             if model_kwargs is not None or vad_model_kwargs is not None:
                 raise ValueError("`model_kwargs`/`vad_model_kwargs` only apply to `pretrained=False`")
-            model_dir = resolve_snapshot(SENSEVOICE_REPO, revision, weights, cache_dir_override=cache_dir)
-            vad_dir = resolve_snapshot(FSMN_VAD_REPO, vad_revision, vad_weights, cache_dir_override=cache_dir)
+            dirs, errors = [], []
+            for folder, local, rev in (
+                (SENSEVOICE_FOLDER, weights, revision),
+                (FSMN_VAD_FOLDER, vad_weights, vad_revision),
+            ):
+                try:
+                    dirs.append(
+                        resolve_folder(folder, local, revision=rev, cache_dir=cache_dir, required=_FUNASR_REQUIRED)
+                    )
+                except WeightsNotFoundError as err:  # both folders' missing files in one error
+                    errors.append(str(err))
+            if errors:
+                raise WeightsNotFoundError("\n".join(errors))
+            model_dir, vad_dir = dirs
             model_args: dict[str, Any] = {"model": str(model_dir)}
             vad_model, vad_args = str(vad_dir), dict(VAD_KWARGS)
             self.checkpoint_id = f"{SENSEVOICE_REPO}@{revision if weights is None else model_dir.name}"

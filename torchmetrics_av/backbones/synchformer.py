@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, offset_grid
-from torchmetrics_av.weights import checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
 # The publisher gives an MD5 (MMAudio download_utils.py), checked on download and load (weights.CHECKPOINTS).
 SYNCHFORMER_CHECKPOINT = checkpoint("synchformer_24-01-04T16-39-21")
@@ -570,7 +570,7 @@ class Synchformer(nn.Module):
         if segment_batch < 1:
             raise ValueError(f"`segment_batch` must be >= 1, got {segment_batch}")
         load = weights is not None or pretrained
-        path = resolve_checkpoint(SYNCHFORMER_CHECKPOINT, weights, cache_dir=cache_dir) if load else None
+        path = resolve_checkpoint(SYNCHFORMER_CHECKPOINT.name, weights, cache_dir=cache_dir) if load else None
         # With a checkpoint, build on the meta device and adopt the loaded tensors (strict keys and shapes): random
         # initialisation of 237 M parameters would cost seconds and a second copy of the weights in memory.
         with torch.device("meta") if load else contextlib.nullcontext():
@@ -582,7 +582,7 @@ class Synchformer(nn.Module):
                 state = state["model"]
             state = {k: v.to(torch.float32) for k, v in state.items()}
             self.model.load_state_dict(state, strict=True, assign=True)
-            self.checkpoint_id = f"{SYNCHFORMER_CHECKPOINT.name}@sha256:{sha256_file(path)[:16]}"
+            self.checkpoint_id = f"{SYNCHFORMER_CHECKPOINT.name}@sha256:{file_digest(path)[:16]}"
         self.mel = SynchformerMel()
         self.register_buffer("grid", offset_grid(), persistent=False)
         self.embed_dim = embed_dim

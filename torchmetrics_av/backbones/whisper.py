@@ -30,7 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.weights import Checkpoint, load_state_dict, resolve_checkpoint, sha256_file
+from torchmetrics_av.weights import (
+    CHECKPOINTS,
+    WHISPER_ALIASES,
+    Checkpoint,
+    WeightsNotFoundError,
+    checkpoint,
+    file_digest,
+    load_state_dict,
+    resolve_checkpoint,
+)
 
 WHISPER_SAMPLE_RATE = 16000
 DEFAULT_WHISPER_MODEL = "base"
@@ -82,23 +91,25 @@ OFFICIAL_DIMS: dict[str, dict[str, int]] = {
 
 
 def whisper_checkpoint(name: str) -> Checkpoint:
-    """The :class:`Checkpoint` record of an official model, from ``whisper._MODELS`` (URL path holds the SHA-256).
+    """The checkpoint-table record of an official model (``whisper-<name>``; ``large`` / ``turbo`` are aliases).
+
+    The table copies openai-whisper's ``_MODELS``: the URL path holds the file's SHA-256.
 
     Raises:
         ValueError: ``name`` is not an official model name.
-    """
-    import whisper
 
-    if name not in whisper._MODELS:
-        raise ValueError(f"`name` must be one of {whisper.available_models()}, got {name!r}")
-    url = whisper._MODELS[name]
-    return Checkpoint(
-        name=f"whisper-{name}",
-        filename=f"whisper-{Path(url).name}",
-        url=url,
-        sha256=url.split("/")[-2],
-        license=WHISPER_LICENSE,
-    )
+    Example:
+        >>> whisper_checkpoint("turbo").filename
+        'whisper-large-v3-turbo.pt'
+    """
+    official = [
+        c.name.removeprefix("whisper-")
+        for c in CHECKPOINTS.values()
+        if c.name.startswith("whisper-") and c.filename == f"{c.name}.pt"
+    ]
+    if name not in official and name not in WHISPER_ALIASES:
+        raise ValueError(f"`name` must be one of {sorted([*official, *WHISPER_ALIASES])}, got {name!r}")
+    return checkpoint(f"whisper-{WHISPER_ALIASES.get(name, name)}")
 
 
 def whisper_language(hint: str | None, multilingual: bool = True, num_languages: int = 99) -> str | None:
@@ -176,11 +187,17 @@ class Whisper(nn.Module):
         self.checkpoint_id = "random-init"
         self._warned_hints: set[str] = set()
         if weights is not None or pretrained:
-            if weights is None or name in whisper._MODELS:
+            if weights is None:
                 ckpt = whisper_checkpoint(name)
+                path = resolve_checkpoint(ckpt.name, cache_dir=cache_dir)
+                label = ckpt.name
             else:
-                ckpt = Checkpoint(name=f"whisper-{name}", filename=f"whisper-{name}.pt", license=WHISPER_LICENSE)
-            path = resolve_checkpoint(ckpt, weights, cache_dir=cache_dir)
+                path = Path(weights).expanduser()
+                if not path.is_file():
+                    raise WeightsNotFoundError(
+                        f"`weights={str(weights)!r}` does not exist (expected an openai-whisper .pt checkpoint)"
+                    )
+                label = path.name
             state = load_state_dict(path)
             if not isinstance(state, dict) or not {"dims", "model_state_dict"} <= set(state):
                 found = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
@@ -193,8 +210,7 @@ class Whisper(nn.Module):
             if weights is None and name in whisper._ALIGNMENT_HEADS:
                 # What whisper.load_model does for official names; only word timestamps use it.
                 self.model.set_alignment_heads(whisper._ALIGNMENT_HEADS[name])
-            label = ckpt.name if weights is None else path.name
-            self.checkpoint_id = f"{label}@sha256:{sha256_file(path)[:16]}"
+            self.checkpoint_id = f"{label}@sha256:{file_digest(path)[:16]}"
         else:
             if name not in OFFICIAL_DIMS:
                 raise ValueError(f"`name` must be one of {sorted(OFFICIAL_DIMS)}, got {name!r}")

@@ -8,6 +8,10 @@ Commands:
   with its per-sample values (KL, CLAP cosine, WER + transcript, aesthetics axes, IB cosine, DeSync offsets).
 * ``torchmetrics-av reference --ref DIR --out stats.pt`` writes FD reference statistics that
   ``evaluate --ref-stats`` reuses without re-embedding the references.
+* ``torchmetrics-av download [NAMES...|--all] [--weights-dir DIR]`` fetches and verifies the official checkpoints into
+  a weights folder (names: checkpoints, backbones, metrics or protocols, e.g. ``av-benchmark wer``; none = every
+  default one); ``torchmetrics-av weights --check [--weights-dir DIR]`` re-hashes that folder offline (``ok`` /
+  ``missing`` / ``corrupt``); ``torchmetrics-av weights`` lists the checkpoint table.
 
 Inputs. ``--gen`` holds audio files (``.wav .flac .ogg .mp3 .aiff``, read with soundfile) and/or videos (``.mp4 .mkv
 .webm .mov .avi``: frames and the first audio stream decoded with PyAV); ``--ref`` the same (only the audio of
@@ -26,15 +30,18 @@ name            needs                                    backbone (``--weights-d
 ``kl_passt``    ``--ref`` files paired by stem           PaSST (the same model and forward pass as FD)
 ``clap``        ``--prompts``                            CLAP: folder ``clap-htsat-fused`` ("fastvideo") or
                                                          ``music_speech_audioset_epoch_15_esc_89.98.pt``
-                                                         (+ optional tokenizer folder ``roberta-base``)
-``wer``         ``--transcripts``                        Whisper ``base.pt`` (``--whisper-model``)
+                                                         (+ its tokenizer folder ``roberta-base``)
+``wer``         ``--transcripts``                        Whisper ``whisper-base.pt`` or ``base.pt``
+                                                         (``--whisper-model``)
 ``aesthetics``  generated audio                          Audiobox: folder ``audiobox-aesthetics``
 ``imagebind``   generated videos with audio              ImageBind ``imagebind_huge.pth``
 ``desync``      generated videos with audio (>= 4.8 s)   Synchformer ``synchformer_state_dict.pth``
 ==============  =======================================  ====================================================
 
-Without ``--weights-dir`` the checkpoints come from the cache (``$TORCHMETRICS_AV_CACHE``) or are downloaded; offline,
-one run lists every missing checkpoint with its URL and ``--weights-dir`` entry. ``--random-weights {tiny,full}``
+``--weights-dir`` is a weights folder as ``download`` writes it (every file verified against the checkpoint table;
+nothing downloaded for it). Without it the checkpoints come from the cache (``$TORCHMETRICS_AV_CACHE``, same layout)
+or are downloaded. With ``--weights-dir`` or offline, one run lists every missing file of every backbone it needs,
+each with its URL, and the ``torchmetrics-av download`` command that fetches them. ``--random-weights {tiny,full}``
 runs random models offline, to try the command (the numbers are not the metrics; a RANDOM WEIGHTS banner says so).
 ``--device cuda`` without a GPU and a ``--weights-dir`` that does not exist are one-line errors. The numbers are those
 of the Python API on the same data with the same batching (``--batch-size`` files per ``update`` call; tested); a

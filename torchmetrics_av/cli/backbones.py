@@ -1,9 +1,18 @@
 """The backbones the command line can load: one :class:`BackboneSpec` each, in :data:`BACKBONES`.
 
-A spec says what ``--weights-dir`` must hold (:class:`WeightsEntry`: names, download URL, a hint) and how to build
-the model from that entry or, without ``--weights-dir``, from the cache / a download. :func:`build_backbones` builds
-every backbone a run needs and, when checkpoints are missing (offline, or not in ``--weights-dir``), lists **all** of
-them in one error, each with its URL and ``--weights-dir`` entry, instead of stopping at the first.
+``--weights-dir DIR`` is a weights folder in the checkpoint table's layout (what ``torchmetrics-av download
+--weights-dir DIR`` writes: the "file in the weights folder" column of the README table). A spec names the table
+entries its backbone loads (:attr:`BackboneSpec.checkpoints`: checkpoint or group names of
+:data:`torchmetrics_av.weights.GROUPS`) and builds it with ``cache_dir=DIR``, so every file is verified against the
+table and nothing is downloaded for what the folder holds. Where the table's files are not all there, a copy under the
+publisher's own name is accepted instead (:attr:`BackboneSpec.alternatives`: Whisper's ``base.pt``, a
+``from_pretrained`` folder ``clap-htsat-fused/`` with only config, weights and tokenizer) and used as it is
+(``weights=``, no digest). Without ``--weights-dir`` the cache folder plays that role and missing files are downloaded.
+
+:func:`build_backbones` lists what every backbone of the run lacks with
+:func:`~torchmetrics_av.weights.missing_checkpoints` before building any (offline, or with ``--weights-dir``) and
+reports **all** of it in one error, :func:`~torchmetrics_av.weights.missing_message`: each file with its URL, and the
+``torchmetrics-av download`` command that fetches them.
 
 Adding a backbone (PANNs, VGGish, MS-CLAP, ...) adds one spec here; the metric specs name it by its key.
 
@@ -26,43 +35,8 @@ from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.cli.random_weights import random_backbone
 
 
-@dataclass(frozen=True)
-class WeightsEntry:
-    """What ``--weights-dir`` holds for one backbone.
-
-    Attributes:
-        names: file or folder names looked for inside ``--weights-dir``, the official one first.
-        url: where to download it.
-        hint: the entry as a user should create it (shown in errors).
-        extras: optional companion folders (e.g. a tokenizer), looked for next to it.
-    """
-
-    names: tuple[str, ...]
-    url: str
-    hint: str
-    extras: tuple[str, ...] = ()
-
-    def find(self, weights_dir: str) -> Path:
-        """The first of :attr:`names` inside ``weights_dir``.
-
-        Raises:
-            CLIError: none of them is there (the message names the entry and its URL).
-        """
-        root = Path(weights_dir).expanduser()
-        for name in self.names:
-            if (root / name).exists():
-                return root / name
-        raise CLIError(
-            f"{self.names[0]} is not in --weights-dir {weights_dir} (looked for {', '.join(self.names)}); "
-            f"download it from {self.url}"
-        )
-
-    def extra(self, weights_dir: str | None) -> Path | None:
-        """The first existing :attr:`extras` folder inside ``weights_dir``, if any."""
-        if weights_dir is None:
-            return None
-        root = Path(weights_dir).expanduser()
-        return next((root / n for n in self.extras if (root / n).is_dir()), None)
+def _no_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -70,172 +44,178 @@ class BackboneSpec:
     """How the command line locates and builds one backbone.
 
     Attributes:
-        entry: ``args -> WeightsEntry`` (it may depend on ``--protocol`` or ``--whisper-model``).
-        load: ``(path inside --weights-dir or None for the cache/download, args) -> module``.
+        checkpoints: ``args -> names`` of the table entries it loads (they may depend on ``--protocol`` or
+            ``--whisper-model``), as :func:`torchmetrics_av.weights.select_checkpoints` takes them.
+        load: ``(a copy under an alternative name inside --weights-dir, or None for the table's files, args) ->
+            module``; it passes ``cache_dir=args.weights_dir``.
+        alternatives: ``args -> names`` inside ``--weights-dir`` used as ``weights=`` when the table's files are not
+            all there.
     """
 
-    entry: Callable[[argparse.Namespace], WeightsEntry]
+    checkpoints: Callable[[argparse.Namespace], list[str]]
     load: Callable[[Path | None, argparse.Namespace], nn.Module]
-
-
-def _passt_entry(args: argparse.Namespace) -> WeightsEntry:
-    from torchmetrics_av.backbones.passt import PASST_CHECKPOINT as C
-
-    return WeightsEntry((C.filename,), C.source, C.filename)
+    alternatives: Callable[[argparse.Namespace], tuple[str, ...]] = _no_alternatives
 
 
 def _passt(path: Path | None, args: argparse.Namespace) -> nn.Module:
     from torchmetrics_av.backbones.passt import PaSST
 
-    return PaSST(weights=path)
+    return PaSST(weights=path, cache_dir=args.weights_dir)
 
 
-def _clap_entry(args: argparse.Namespace) -> WeightsEntry:
-    from torchmetrics_av.backbones.clap import AVBENCH_CHECKPOINT, FASTVIDEO_REPO, LAION_TOKENIZER_REPO
-
-    folder, tokenizer = FASTVIDEO_REPO.split("/")[-1], LAION_TOKENIZER_REPO.split("/")[-1]
+def _clap_checkpoints(args: argparse.Namespace) -> list[str]:
     # Each protocol's official CLAP checkpoint (the CLAP backbone picks the same ones for weights=None).
-    return {
-        "fastvideo": WeightsEntry(
-            (folder, FASTVIDEO_REPO),
-            f"https://huggingface.co/{FASTVIDEO_REPO}",
-            f"the folder {folder}/ (config.json, model.safetensors, tokenizer files)",
-        ),
-        "av-benchmark": WeightsEntry(
-            (AVBENCH_CHECKPOINT.filename,),
-            AVBENCH_CHECKPOINT.source,
-            f"{AVBENCH_CHECKPOINT.filename} (and the tokenizer folder {tokenizer}/ from "
-            f"https://huggingface.co/{LAION_TOKENIZER_REPO})",
-            extras=(tokenizer, LAION_TOKENIZER_REPO),
-        ),
-    }[args.protocol]
+    return [f"clap-{args.protocol}"]
+
+
+def _clap_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    from torchmetrics_av.backbones.clap import FASTVIDEO_FOLDER, FASTVIDEO_REPO
+    from torchmetrics_av.protocols import get_protocol
+
+    # A from_pretrained folder of laion/clap-htsat-fused (under the table's name or the repository's).
+    return (FASTVIDEO_FOLDER, FASTVIDEO_REPO) if get_protocol(args.protocol).clap_fusion else ()
 
 
 def _clap(path: Path | None, args: argparse.Namespace) -> nn.Module:
     from torchmetrics_av.backbones.clap import CLAP
 
-    tokenizer = None
-    folder = _clap_entry(args).extra(args.weights_dir)
-    if folder is not None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    clap = CLAP(weights=path, protocol=args.protocol, tokenizer=tokenizer)
+    clap = CLAP(weights=path, protocol=args.protocol, cache_dir=args.weights_dir)
     _ = clap.tokenizer  # loaded now, so that a missing tokenizer is listed with the missing checkpoints
     return clap
 
 
-def _whisper_entry(args: argparse.Namespace) -> WeightsEntry:
+def _whisper_checkpoints(args: argparse.Namespace) -> list[str]:
     from torchmetrics_av.backbones.whisper import whisper_checkpoint
 
     try:
-        ckpt = whisper_checkpoint(args.whisper_model)
+        return [whisper_checkpoint(args.whisper_model).name]
     except ValueError as err:
         raise CLIError(f"--whisper-model: {err}") from err
-    official = Path(str(ckpt.url)).name
-    return WeightsEntry((ckpt.filename, official), ckpt.source, official)
+
+
+def _whisper_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    from torchmetrics_av.backbones.whisper import whisper_checkpoint
+
+    return (Path(str(whisper_checkpoint(args.whisper_model).url)).name,)  # openai-whisper's own name: base.pt
 
 
 def _whisper(path: Path | None, args: argparse.Namespace) -> nn.Module:
     from torchmetrics_av.backbones.whisper import Whisper
 
-    return Whisper(weights=path, name=args.whisper_model)
+    return Whisper(weights=path, name=args.whisper_model, cache_dir=args.weights_dir)
 
 
-def _audiobox_entry(args: argparse.Namespace) -> WeightsEntry:
-    from torchmetrics_av.backbones.audiobox import AUDIOBOX_HUB_REPO, AUDIOBOX_WEIGHTS
+def _audiobox_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
+    from torchmetrics_av.backbones.audiobox import AUDIOBOX_HUB_REPO
 
-    folder = AUDIOBOX_WEIGHTS.filename.split("/")[0]
-    hint = f"the folder {folder}/ (config.json, model.safetensors)"
-    return WeightsEntry((folder, AUDIOBOX_HUB_REPO), f"https://huggingface.co/{AUDIOBOX_HUB_REPO}", hint)
+    return (AUDIOBOX_HUB_REPO,)
 
 
 def _audiobox(path: Path | None, args: argparse.Namespace) -> nn.Module:
     from torchmetrics_av.backbones.audiobox import Audiobox
 
-    return Audiobox(weights=path)
-
-
-def _imagebind_entry(args: argparse.Namespace) -> WeightsEntry:
-    from torchmetrics_av.backbones.imagebind import IMAGEBIND_CHECKPOINT as C
-
-    return WeightsEntry((C.filename,), C.source, C.filename)
+    return Audiobox(weights=path, cache_dir=args.weights_dir)
 
 
 def _imagebind(path: Path | None, args: argparse.Namespace) -> nn.Module:
     from torchmetrics_av.backbones.imagebind import ImageBind
 
-    return ImageBind(weights=path)
-
-
-def _synchformer_entry(args: argparse.Namespace) -> WeightsEntry:
-    from torchmetrics_av.backbones.synchformer import SYNCHFORMER_CHECKPOINT as C
-
-    return WeightsEntry((C.filename,), C.source, C.filename)
+    return ImageBind(weights=path, cache_dir=args.weights_dir)
 
 
 def _synchformer(path: Path | None, args: argparse.Namespace) -> nn.Module:
     from torchmetrics_av.backbones.synchformer import Synchformer
 
-    return Synchformer(weights=path)
+    return Synchformer(weights=path, cache_dir=args.weights_dir)
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "passt": BackboneSpec(_passt_entry, _passt),
-    "clap": BackboneSpec(_clap_entry, _clap),
-    "whisper": BackboneSpec(_whisper_entry, _whisper),
-    "audiobox": BackboneSpec(_audiobox_entry, _audiobox),
-    "imagebind": BackboneSpec(_imagebind_entry, _imagebind),
-    "synchformer": BackboneSpec(_synchformer_entry, _synchformer),
+    "passt": BackboneSpec(lambda args: ["passt"], _passt),
+    "clap": BackboneSpec(_clap_checkpoints, _clap, _clap_alternatives),
+    "whisper": BackboneSpec(_whisper_checkpoints, _whisper, _whisper_alternatives),
+    "audiobox": BackboneSpec(lambda args: ["audiobox"], _audiobox, _audiobox_alternatives),
+    "imagebind": BackboneSpec(lambda args: ["imagebind"], _imagebind),
+    "synchformer": BackboneSpec(lambda args: ["synchformer"], _synchformer),
 }
 
 
 class MissingWeightsError(CLIError):
-    """One backbone's checkpoint is neither in ``--weights-dir`` nor in the cache, and cannot be downloaded."""
+    """Checkpoint files are neither in ``--weights-dir`` nor in the cache, and cannot be downloaded."""
+
+
+def _alternative(spec: BackboneSpec, args: argparse.Namespace) -> Path | None:
+    root = Path(args.weights_dir).expanduser()
+    return next((root / n for n in spec.alternatives(args) if (root / n).exists()), None)
 
 
 def build_backbone(kind: str, args: argparse.Namespace) -> nn.Module:
     """Backbone ``kind`` on ``--device``: random with ``--random-weights``, else the official checkpoint.
 
+    With ``--weights-dir`` (or offline) its table files must all be there (or an alternative copy, see
+    :class:`BackboneSpec`); otherwise they come from the cache or a download.
+
     Raises:
-        MissingWeightsError: the checkpoint is missing (the message names the file, its URL and the
-            ``--weights-dir`` entry).
+        MissingWeightsError: files are missing (the message names each, its URL and the download command).
+        CLIError: a file that is there is corrupt or not this model's checkpoint.
     """
-    from torchmetrics_av.weights import WeightsNotFoundError
+    from torchmetrics_av.weights import ChecksumError, WeightsNotFoundError, missing_checkpoints, missing_message
 
     if args.random_weights:
         return random_backbone(kind, args.random_weights, args.protocol).to(args.device)
     spec = BACKBONES[kind]
-    entry = spec.entry(args)
+    path = None
+    missing = missing_checkpoints(spec.checkpoints(args), args.weights_dir) if _must_be_there(args) else []
+    if missing:
+        path = _alternative(spec, args) if args.weights_dir else None
+        if path is None:
+            raise MissingWeightsError(missing_message(missing, args.weights_dir))
     try:
-        path = entry.find(args.weights_dir) if args.weights_dir else None
         module = spec.load(path, args)
-    except (WeightsNotFoundError, CLIError) as err:
-        if isinstance(err, CLIError) and args.weights_dir is None:
-            raise
-        raise MissingWeightsError(f"{kind}: {err}\n    --weights-dir entry: {entry.hint} (from {entry.url})") from err
-    except ValueError as err:  # a file that is there but is not this model's checkpoint
+    except WeightsNotFoundError as err:
+        raise MissingWeightsError(f"{kind}: {err}") from err
+    except (ValueError, ChecksumError) as err:  # a file that is there but is not this model's checkpoint
         raise CLIError(f"{kind}: {err}") from err
     return module.to(args.device)
 
 
+def _must_be_there(args: argparse.Namespace) -> bool:
+    """Whether missing files are an error before anything loads: nothing may be downloaded for them."""
+    from torchmetrics_av.weights import is_offline
+
+    return args.weights_dir is not None or is_offline()
+
+
 def build_backbones(kinds: Iterable[str], args: argparse.Namespace) -> dict[str, nn.Module]:
-    """Every backbone of ``kinds`` (each once), listing all missing checkpoints in one error.
+    """Every backbone of ``kinds`` (each once), listing every missing checkpoint file of all of them in one error.
 
     Raises:
-        CLIError: one or more checkpoints are missing.
+        CLIError: files are missing (:func:`~torchmetrics_av.weights.missing_message`: each file with its URL and
+            the ``torchmetrics-av download`` command), or could not be downloaded.
     """
+    from torchmetrics_av.weights import missing_checkpoints, missing_message
+
+    kinds = list(dict.fromkeys(kinds))
+    if not args.random_weights and _must_be_there(args):
+        lacking: dict[str, list] = {}
+        for kind in kinds:
+            spec = BACKBONES[kind]
+            missing = missing_checkpoints(spec.checkpoints(args), args.weights_dir)
+            if missing and not (args.weights_dir and _alternative(spec, args)):
+                lacking[kind] = missing
+        if lacking:
+            files = list({c.name: c for cs in lacking.values() for c in cs}.values())
+            where = f"--weights-dir {args.weights_dir}" if args.weights_dir else "the cache folder"
+            raise CLIError(
+                f"{missing_message(files, args.weights_dir)}\nNeeded by the backbones {', '.join(lacking)}; put the "
+                f"files in {where} under the names above (or run with network access once)."
+            )
     built: dict[str, nn.Module] = {}
-    missing: list[str] = []
-    for kind in dict.fromkeys(kinds):
+    failed: list[str] = []
+    for kind in kinds:
         try:
             built[kind] = build_backbone(kind, args)
         except MissingWeightsError as err:
-            missing.append(str(err))
-    if missing:
-        where = f"--weights-dir {args.weights_dir}" if args.weights_dir else "--weights-dir DIR"
-        raise CLIError(
-            f"{len(missing)} checkpoint(s) missing:\n  " + "\n  ".join(missing) + f"\nPut them in {where} under the "
-            "names above (or in the cache folder, $TORCHMETRICS_AV_CACHE), or run with network access once."
-        )
+            failed.append(str(err))
+    if failed:
+        raise CLIError(f"{len(failed)} backbone(s) could not be loaded:\n  " + "\n  ".join(failed))
     return built

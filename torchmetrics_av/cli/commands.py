@@ -1,14 +1,16 @@
-"""The subcommands of ``torchmetrics-av``: :data:`SUBCOMMANDS` (``evaluate``, ``reference``, ``demo``).
+"""The subcommands of ``torchmetrics-av``: :data:`SUBCOMMANDS` (``evaluate``, ``reference``, ``demo``, ``download``,
+``weights``).
 
 A new subcommand is one :class:`~torchmetrics_av.cli.parser.Subcommand` row appended to :data:`SUBCOMMANDS`: its
-options and a runner returning the exit code. The checkpoint tools (``download`` / ``weights --check``, logic in
-:mod:`torchmetrics_av.downloads`) go there and can list what each backbone needs from
-:data:`torchmetrics_av.cli.backbones.BACKBONES` (``entry(args)``: names, URL, ``--weights-dir`` hint).
+options and a runner returning the exit code. The checkpoint tools are thin rows over :mod:`torchmetrics_av.downloads`:
+``download [NAMES...|--all] [--weights-dir DIR] [--mirror URL]`` fills a weights folder (login node) and ``weights
+--check [NAMES...|--all] [--weights-dir DIR]`` verifies it offline (compute node); names are checkpoint, backbone,
+metric or protocol names (:data:`torchmetrics_av.weights.GROUPS`).
 
 Example:
     >>> from torchmetrics_av.cli.commands import SUBCOMMANDS
     >>> [c.name for c in SUBCOMMANDS]
-    ['evaluate', 'reference', 'demo']
+    ['evaluate', 'reference', 'demo', 'download', 'weights']
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def _reference_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(ref_stats=None, whisper_model=None)
 
 
+def _check_outputs(*paths: str | None) -> None:
+    """Fail before scoring, not after, when an output cannot be written."""
+    for path in paths:
+        if path is not None and not Path(path).expanduser().resolve().parent.is_dir():
+            raise CLIError(f"cannot write {path}: the folder {Path(path).parent} does not exist")
+
+
 def _banner(args: argparse.Namespace) -> None:
     if args.random_weights:
         print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
@@ -57,6 +66,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from torchmetrics_av.cli.runner import run_evaluate
 
     check_args(args)
+    _check_outputs(args.out, args.csv)
     _banner(args)
     doc, failed = run_evaluate(args)
     write_outputs(doc, Path(args.out), Path(args.csv) if args.csv else None)
@@ -81,6 +91,7 @@ def run_reference_command(args: argparse.Namespace) -> int:
     from torchmetrics_av.cli.runner import run_reference
 
     check_args(args)
+    _check_outputs(args.out)
     _banner(args)
     summary = run_reference(args)
     _banner(args)
@@ -103,10 +114,61 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _download_arguments(p: argparse.ArgumentParser) -> None:
+    from torchmetrics_av.downloads import add_download_arguments
+
+    add_download_arguments(p)
+
+
+def run_download_command(args: argparse.Namespace) -> int:
+    """``download [NAMES...|--all] [--weights-dir DIR]``: fetch and verify checkpoints; exit 1 if any file failed."""
+    from torchmetrics_av.downloads import run_download
+
+    try:
+        return run_download(args)
+    except ValueError as err:  # an unknown checkpoint / group name
+        raise CLIError(str(err)) from err
+
+
+def _weights_arguments(p: argparse.ArgumentParser) -> None:
+    from torchmetrics_av.downloads import add_check_arguments
+
+    add_check_arguments(p)
+    p.add_argument("--check", action="store_true", help="verify the weights folder offline: ok / missing / corrupt")
+    p.add_argument("--markdown", action="store_true", help="print the checkpoint table as Markdown (the README's)")
+
+
+def run_weights_command(args: argparse.Namespace) -> int:
+    """``weights``: the checkpoint table (name, file, source); ``--check`` re-hashes a weights folder offline (exit 1
+    when a file is missing or corrupt); ``--markdown`` prints the README table.
+    """
+    from torchmetrics_av import weights
+    from torchmetrics_av.downloads import names_from_args, run_check
+
+    try:
+        if args.check:
+            return run_check(args)
+        rows = weights.select_checkpoints(names_from_args(args))
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    if args.markdown:
+        sys.stdout.write(weights.markdown_table(rows))
+    else:
+        for c in rows:
+            print(f"{c.name}\t{c.filename}{'/' if c.snapshot else ''}\t{c.source}")
+    return 0
+
+
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand("evaluate", "score a folder of generated audio or videos", _evaluate_arguments, run_evaluate_command),
     Subcommand("reference", "write FD reference statistics of a folder", _reference_arguments, run_reference_command),
     Subcommand(
         "demo", "run every metric on the bundled demo clips and write a report", _demo_arguments, run_demo_command
+    ),
+    Subcommand(
+        "download", "fetch and verify checkpoints into a weights folder", _download_arguments, run_download_command
+    ),
+    Subcommand(
+        "weights", "list the checkpoint table; --check verifies a folder", _weights_arguments, run_weights_command
     ),
 ]

@@ -67,7 +67,7 @@ class MetricSpec:
 
 def _windowed(args: argparse.Namespace) -> dict[str, Any]:
     """Protocol, batch size and av-benchmark's ``--audio_length`` window of the PaSST metrics."""
-    return {"protocol": args.protocol, "batch_size": args.batch_size, "audio_length": args.duration}
+    return {"protocol": args.protocol, "batch_size": args.batch_size, **_duration(args)}
 
 
 def _duration(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def _kl(bb: nn.Module, args: argparse.Namespace) -> Any:
 def _clap(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import CLAPScore
 
-    return CLAPScore(backbone=bb, protocol=args.protocol, batch_size=args.batch_size)
+    return CLAPScore(backbone=bb, protocol=args.protocol, batch_size=args.batch_size, **_duration(args))
 
 
 def _wer(bb: nn.Module, args: argparse.Namespace) -> Any:

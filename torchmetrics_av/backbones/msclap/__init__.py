@@ -195,7 +195,7 @@ class MSCLAP(nn.Module):
         self.model = MSCLAPModel(config)
         self.checkpoint_id = "random-init"
         if weights is not None or pretrained:
-            path = resolve_checkpoint(MSCLAP_CHECKPOINT, weights, cache_dir=cache_dir)
+            path = resolve_checkpoint(MSCLAP_CHECKPOINT.name, weights, cache_dir=cache_dir)
             load_msclap_state_dict(self.model, read_msclap_checkpoint(path, allow_pickle), str(path))
             self.checkpoint_id = f"{Path(path).name}@sha256:{file_digest(path)[:16]}"
         self.eval()

@@ -11,9 +11,9 @@ add_special_tokens=True, max_length=77, padding='max_length')``. That gives:
 
 The BPE itself is GPT-2's (50,257 ids) run by ``tiktoken`` on the OpenAI rank file ``r50k_base.tiktoken`` (= GPT-2's
 ``encoder.json`` + ``vocab.bpe``; SHA-256 pinned in tiktoken's ``tiktoken_ext/openai_public.py``). The file is taken
-from, in order: ``bpe_file=``; the copy bundled with ``openai-whisper`` (``whisper/assets/gpt2.tiktoken``, found
-without importing whisper); the torchmetrics-av cache, else a one-time download from openaipublic. It is
-checksummed in every case.
+from, in order: ``bpe_file=``; the checkpoint table's cached copy (``r50k_base.tiktoken`` in the weights folder);
+the copy bundled with ``openai-whisper`` (``whisper/assets/gpt2.tiktoken``, found without importing whisper); else a
+one-time download from openaipublic into the cache. It is checksummed in every case.
 
 Example:
     >>> from torchmetrics_av.backbones.msclap.tokenizer import MSCLAPTokenizer
@@ -42,17 +42,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmetrics_av.weights import Checkpoint, WeightsNotFoundError, resolve_checkpoint
+from torchmetrics_av.weights import WeightsNotFoundError, checkpoint, resolve_checkpoint
+from torchmetrics_av.weights import cache_dir as cache_folder
 
-# tiktoken_ext/openai_public.py: r50k_base() loads this URL with this expected_hash; openai-whisper's bundled
-# gpt2.tiktoken has the same bytes.
-GPT2_BPE = Checkpoint(
-    name="gpt2_bpe_r50k_base",
-    filename="r50k_base.tiktoken",
-    url="https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
-    sha256="306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
-    license="MIT",
-)
+# The checkpoint-table entry of the rank file: tiktoken_ext/openai_public.py r50k_base() loads its URL with its
+# expected_hash; openai-whisper's bundled gpt2.tiktoken has the same bytes.
+GPT2_BPE = checkpoint("gpt2_bpe_r50k_base")
 # Path of the rank file inside the openai-whisper package (20230314 and later).
 WHISPER_BPE_ASSET = ("assets", "gpt2.tiktoken")
 # GPT-2's pre-tokeniser (openai/gpt-2 src/encoder.py), which HF's GPT-2 ByteLevel pre-tokeniser also uses.
@@ -95,7 +90,9 @@ def whisper_bpe_file() -> Path | None:
 
 
 def find_bpe_file(bpe_file: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The GPT-2 rank file: ``bpe_file``, else openai-whisper's copy, else the cache / a download.
+    """The GPT-2 rank file: ``bpe_file``, else the cached table entry ``gpt2_bpe_r50k_base`` (``r50k_base.tiktoken``
+    in the weights folder, as ``torchmetrics-av download msclap`` writes it), else openai-whisper's bundled copy,
+    else a download into the cache. Every one of them has the same bytes (SHA-256 checked when it is read).
 
     Raises:
         WeightsNotFoundError: ``bpe_file`` does not exist, or none is installed and the download is impossible.
@@ -106,10 +103,10 @@ def find_bpe_file(bpe_file: str | os.PathLike | None = None, cache_dir: str | os
             raise WeightsNotFoundError(f"`bpe_file={str(bpe_file)!r}` does not exist (expected {GPT2_BPE.source})")
         return path
     bundled = whisper_bpe_file()
-    if bundled is not None:
+    if bundled is not None and not (cache_folder(cache_dir) / GPT2_BPE.filename).is_file():
         return bundled
     try:
-        return resolve_checkpoint(GPT2_BPE, cache_dir=cache_dir)
+        return resolve_checkpoint(GPT2_BPE.name, cache_dir=cache_dir)
     except WeightsNotFoundError as err:
         raise WeightsNotFoundError(
             f"{err} (MS-CLAP's GPT-2 vocabulary; `pip install openai-whisper` also provides it offline, or pass "

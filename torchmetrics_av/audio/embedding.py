@@ -1,0 +1,240 @@
+"""The audio classifiers/embedders behind FD, KAD, KL and IS: one adapter per backbone, so metrics never branch on it.
+
+``backbone=`` of :class:`~torchmetrics_av.audio.fad.FrechetAudioDistance`, ``KernelAudioDistance``,
+``KLDivergence`` and ``InceptionScore`` is a name of :data:`AUDIO_BACKBONES` or an instance of the matching class
+(so that one loaded model serves several metrics). What each backbone gives a metric:
+
+=========  ========  ===========================================================  ================================
+name       rate      model input of one clip (``protocol``'s loader first)        rows / logits
+=========  ========  ===========================================================  ================================
+passt      32 kHz    the FD window: first 10 s, zero-padded to 10 s                one 768-d row; 527 logits
+panns      16 kHz    the whole (truncated) clip, never padded, >= 0.31 s            one 2048-d row; 527 logits
+vggish     16 kHz    the whole (truncated) clip, >= 0.975 s                          one 128-d row per 0.96 s example
+=========  ========  ===========================================================  ================================
+
+The protocol's loader (:func:`torchmetrics_av.preprocessing.protocol_waveform`) is applied before the model:
+``"av-benchmark"`` = channel mean, DC removal, ``torchaudio`` Resample, first ``duration`` (8 s), which is exactly
+``PANNs.prepare`` / ``VGGish.prepare`` (av-benchmark's ``AudioDataset``); ``"fastvideo"`` = channel mean, soxr-HQ
+resampling, whole clip, peak −1 dBFS (silent clips skipped). FastVideo has no PANNs or VGGish metric: under
+``"fastvideo"`` those backbones see FastVideo's loader, with no reference harness behind the number.
+
+Example:
+    >>> import torch
+    >>> from torchmetrics_av.audio.embedding import embed_rows, model_input, resolve_backbone
+    >>> from torchmetrics_av.protocols import get_protocol
+    >>> from torchmetrics_av.testing import tiny_backbone
+    >>> name, net = resolve_backbone(tiny_backbone("vggish"), ("passt", "panns", "vggish"), "FrechetAudioDistance")
+    >>> wave = model_input(name, torch.rand(1, 32000) - 0.5, 16000, get_protocol("av-benchmark"))
+    >>> [tuple(r.shape) for r in embed_rows(name, net, [wave])]  # 2 s: two 0.96 s examples
+    [(2, 128)]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from torchmetrics_av.base import clip_groups, dedup_rows, require_extra, row_keys  # noqa: F401 - re-exported
+from torchmetrics_av.protocols import ProtocolSpec
+
+# Every audio embedder a set metric (FD, KAD) or a classifier metric (KL, IS) accepts, by name.
+AUDIO_BACKBONES: tuple[str, ...] = ("passt", "panns", "vggish")
+# Backbones with AudioSet class logits (VGGish has none).
+CLASSIFIER_BACKBONES: tuple[str, ...] = ("passt", "panns")
+# Default embedding widths, for states declared before a lazily built backbone exists: PaSST's (CLS+DIST)/2, PANNs'
+# relu(fc1), VGGish's last Linear.
+DEFAULT_DIMS = {"passt": 768, "panns": 2048, "vggish": 128}
+
+
+def _classes() -> dict[str, type[nn.Module]]:
+    from torchmetrics_av.backbones.panns import PANNs
+    from torchmetrics_av.backbones.passt import PaSST
+    from torchmetrics_av.backbones.vggish import VGGish
+
+    return {"passt": PaSST, "panns": PANNs, "vggish": VGGish}
+
+
+def backbone_name(backbone: nn.Module) -> str | None:
+    """The :data:`AUDIO_BACKBONES` name of an instance (``None`` for any other module)."""
+    for name, cls in _classes().items():
+        if isinstance(backbone, cls):
+            return name
+    return None
+
+
+def resolve_backbone(backbone: str | nn.Module, allowed: Sequence[str], owner: str) -> tuple[str, nn.Module | None]:
+    """Check a metric's ``backbone=`` argument: ``(name, instance or None)``.
+
+    Args:
+        backbone: a name of ``allowed`` or an instance of ``PaSST`` / ``PANNs`` / ``VGGish``.
+        allowed: the names this metric accepts.
+        owner: the metric's class name (for the messages).
+
+    Raises:
+        ValueError: an unknown name, another kind of module, or a backbone this metric cannot use (e.g. VGGish for
+            KL: it has no class logits).
+    """
+    if isinstance(backbone, str):
+        if backbone not in allowed:
+            raise ValueError(f"`backbone` of {owner} must be one of {tuple(allowed)} or an instance, got {backbone!r}")
+        return backbone, None
+    if not isinstance(backbone, nn.Module):
+        raise ValueError(f"`backbone` must be a name {tuple(allowed)} or a backbone instance, got {backbone!r:.100}")
+    name = backbone_name(backbone)
+    if name is None:
+        expected = ", ".join(f"backbones.{_classes()[n].__name__}" for n in allowed)
+        raise ValueError(f"`backbone` of {owner} must be one of {expected}, got {type(backbone).__name__}")
+    if name not in allowed:
+        why = " (it has no class logits)" if name not in CLASSIFIER_BACKBONES else ""
+        raise ValueError(f"{owner} cannot use a {type(backbone).__name__} backbone{why}; use one of {tuple(allowed)}")
+    return name, backbone
+
+
+def require_backbone_extra(name: str, owner: str) -> None:
+    """Fail in the constructor when the backbone ``name`` will be built and its optional dependency is missing."""
+    if name == "passt":
+        require_extra(owner, ["hear21passt", "timm"], "passt")
+
+
+def build_backbone(name: str, weights: str | os.PathLike | None) -> nn.Module:
+    """The full-size backbone ``name`` (official checkpoint: ``weights``, else the cache, else a verified download)."""
+    return _classes()[name](weights=weights)
+
+
+def embedding_dim(name: str, backbone: nn.Module | None) -> int:
+    """Width of the rows ``name`` gives (the instance's, else the official model's)."""
+    return int(getattr(backbone, "embed_dim", DEFAULT_DIMS[name]))
+
+
+def sample_rate_of(name: str) -> int:
+    """The model's input rate in Hz."""
+    return int(_classes()[name].sample_rate)
+
+
+def min_samples_of(name: str) -> int:
+    """The shortest model input (samples at :func:`sample_rate_of`) after the protocol's loader (PaSST pads to 10 s)."""
+    return int(getattr(_classes()[name], "min_samples", 1))
+
+
+def model_input(
+    name: str,
+    clip: Tensor,
+    sample_rate: int,
+    spec: ProtocolSpec,
+    *,
+    resampler: str | None = None,
+    duration: float | None = None,
+    label: str = "preds[0]",
+) -> Tensor | None:
+    """One ``(C, T)`` clip -> the 1-D model input of backbone ``name`` under ``spec`` (``None``: a silent clip the
+    protocol skips).
+
+    PaSST: :func:`~torchmetrics_av.backbones.passt.passt_windows` ``kind="fd"`` (the single 10 s window, also KL's
+    window under av-benchmark). PANNs / VGGish: :func:`~torchmetrics_av.preprocessing.protocol_waveform` at 16 kHz.
+
+    Raises:
+        ValueError: the loaded clip is shorter than the model accepts (the message names ``label``).
+    """
+    if name == "passt":
+        from torchmetrics_av.backbones.passt import passt_windows
+
+        windows = passt_windows(clip, sample_rate, spec, "fd", resampler=resampler, duration=duration)
+        return None if windows is None else windows[0]
+    from torchmetrics_av.preprocessing import protocol_waveform
+
+    rate = sample_rate_of(name)
+    x = protocol_waveform(clip, sample_rate, rate, spec, resampler=resampler, duration=duration)
+    minimum = min_samples_of(name)
+    if x is not None and x.shape[-1] < minimum:
+        model = _classes()[name].__name__
+        raise ValueError(
+            f"`{label}` lasts {x.shape[-1] / rate:.4f} s at {rate} Hz; {model} needs at least {minimum / rate:.4f} s "
+            f"({minimum} samples): drop or pad the clip"
+        )
+    return x
+
+
+def embed_rows(name: str, backbone: nn.Module, waves: Sequence[Tensor], batch_size: int = 8) -> list[Tensor]:
+    """Model inputs -> one ``(n_i, D)`` tensor of embedding rows per clip (``n_i = 1`` except VGGish's examples).
+
+    Rows are in the backbone's dtype on its device, in the order of ``waves``.
+    """
+    if not waves:
+        return []
+    if name == "vggish":
+        # VGGish batches examples, not clips: 64 examples ~ 8 clips of 8 s.
+        return list(backbone.embed(list(waves)))
+    emb, _ = backbone.embed(list(waves), batch_size)
+    return list(emb.split(1))
+
+
+def clip_logits(name: str, backbone: nn.Module, waves: Sequence[Tensor], batch_size: int = 8) -> Tensor:
+    """Model inputs -> ``(N, num_classes)`` pre-sigmoid AudioSet logits, one row per clip (PaSST / PANNs)."""
+    if name not in CLASSIFIER_BACKBONES:
+        raise ValueError(f"backbone {name!r} has no class logits; use one of {CLASSIFIER_BACKBONES}")
+    _, logits = backbone.embed(list(waves), batch_size)
+    return logits
+
+
+def prepare_set(
+    name: str,
+    clips: Sequence[Tensor],
+    rates: Sequence[int],
+    spec: ProtocolSpec,
+    *,
+    resampler: str | None,
+    duration: float | None,
+    side: str,
+) -> tuple[list[Tensor], list[int]]:
+    """Model inputs of one side of a set metric: ``(inputs, index in the batch of each)``; silent clips are left out.
+
+    Every clip is prepared (and checked) before any forward, so a bad clip raises before the model runs.
+    """
+    waves, kept = [], []
+    for i, (clip, sr) in enumerate(zip(clips, rates)):
+        x = model_input(name, clip, sr, spec, resampler=resampler, duration=duration, label=f"{side}[{i}]")
+        if x is not None:
+            waves.append(x)
+            kept.append(i)
+    return waves, kept
+
+
+def embed_set(
+    name: str,
+    backbone: nn.Module,
+    waves: Sequence[Tensor],
+    kept: Sequence[int],
+    n_clips: int,
+    ids: Tensor | None,
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Tensor | int]:
+    """Embedding rows of one side of a batch, with their ids and example indices, and its counts of dropped clips.
+
+    Returns:
+        ``{"emb": (n, D) float64, "ids": (n,) int64 (-1 without ids), "example": (n,) int64 (the row's 0.96 s
+        example for VGGish, else 0), "silent": clips skipped as silent, "nonfinite": rows dropped}``. A clip with a
+        NaN/Inf row is dropped whole (every row of it is counted in ``"nonfinite"``), so a clip's rows stay together.
+    """
+    per_clip = [r.to(device, torch.float64) for r in embed_rows(name, backbone, waves, batch_size)]
+    width = per_clip[0].shape[1] if per_clip else embedding_dim(name, backbone)
+    finite = [bool(torch.isfinite(r).all()) for r in per_clip]
+    good = [r for r, ok in zip(per_clip, finite) if ok]
+    clip_ids = torch.full((n_clips,), -1, dtype=torch.int64, device=device) if ids is None else ids.to(device)
+    picked = [clip_ids[k] for k, ok in zip(kept, finite) if ok]
+    sizes = [r.shape[0] for r in good]
+    return {
+        "emb": torch.cat(good) if good else torch.zeros(0, width, dtype=torch.float64, device=device),
+        "ids": torch.cat([p.expand(s) for p, s in zip(picked, sizes)]).to(torch.int64)
+        if good
+        else torch.zeros(0, dtype=torch.int64, device=device),
+        "example": torch.cat([torch.arange(s, device=device) for s in sizes])
+        if good
+        else torch.zeros(0, dtype=torch.int64, device=device),
+        "silent": n_clips - len(kept),
+        "nonfinite": sum(r.shape[0] for r, ok in zip(per_clip, finite) if not ok),
+    }

@@ -1,0 +1,391 @@
+"""KAD: the Kernel Audio Distance (kadtk) between embeddings of generated and reference audio, any audio backbone."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from torchmetrics_av.audio.embedding import (
+    AUDIO_BACKBONES,
+    build_backbone,
+    clip_groups,
+    dedup_rows,
+    embed_set,
+    embedding_dim,
+    min_samples_of,
+    prepare_set,
+    require_backbone_extra,
+    resolve_backbone,
+    sample_rate_of,
+)
+from torchmetrics_av.base import BackboneMetric, Details, Rows, resolve_rates
+from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, kad_infinity
+from torchmetrics_av.functional.kad import (
+    KAD_SCALE,
+    BandwidthFrom,
+    KADKernel,
+    kernel_audio_distance,
+    median_pairwise_distance,
+)
+from torchmetrics_av.preprocessing import (
+    RESAMPLERS,
+    AudioInput,
+    Resampler,
+    as_clip_list,
+    check_bool,
+    check_positive_int,
+    check_sample_rate,
+    sample_rates,
+)
+
+SIDES: tuple[str, ...] = ("preds", "target")
+KAD_KERNELS: tuple[str, ...] = ("gaussian", "iq", "imq")
+# The unbiased estimator drops the kernel diagonal: each side needs two rows.
+MIN_ROWS = 2
+
+
+class KernelAudioDistance(BackboneMetric):
+    r"""Kernel Audio Distance (kadtk): unbiased MMD² between embeddings of generated and reference audio, ×100.
+
+    .. math::
+        KAD = 100 \Big( \frac{\sum_{i \ne j} k(x_i, x_j)}{m(m-1)} + \frac{\sum_{i \ne j} k(y_i, y_j)}{n(n-1)}
+              - \frac{2}{mn} \sum_{i, j} k(x_i, y_j) \Big), \quad k(u, v) = e^{-|u - v|^2 / (2 h^2 + 10^{-8})}
+
+    with ``x`` the reference rows and ``y`` the generated rows; lower is better, and the unbiased value can be
+    slightly negative. Exactly :func:`~torchmetrics_av.functional.kernel_audio_distance` (kadtk 1.1.0): bandwidth
+    ``h`` = the lower median of the generated set's pairwise distances unless ``bandwidth`` is given, float32
+    squared distances (``kernel_dtype``), ×``scale``.
+
+    Embeddings: as :class:`~torchmetrics_av.audio.fad.FrechetAudioDistance` (``backbone="passt"`` default: one 768-d
+    row per clip from the FD window; ``"panns"``: one 2048-d row per clip; ``"vggish"``: one 128-d row per 0.96 s
+    example, every example a row, all references against all generated), each under the protocol's loader (see
+    :mod:`torchmetrics_av.audio.embedding`). Unpaired, either side may be omitted in a call.
+
+    Every row is kept (float64 ``(N, D)`` per side; the kernel needs all pairs), so DDP and de-duplication by
+    ``ids`` / ``target_ids`` are exact (a repeated clip drops all its rows). The kernel sums are O(N²·D) at
+    ``compute``, in blocks of 2048 rows.
+
+    As output of ``compute``: scalar float64 KAD. ``forward`` returns the KAD of the batch alone (every rank's with
+    ``dist_sync_on_step``) when each side has at least 2 rows, else ``None``. ``per_sample()``: per side ``*_ids``,
+    ``*_example`` (VGGish's example index within its clip, else 0) and ``*_embeddings``. ``details``:
+    ``n_preds`` / ``n_target`` (rows), ``bandwidth`` (the ``h`` used), ``n_*_skipped_silent``,
+    ``n_*_dropped_nonfinite`` (rows of clips with a NaN/Inf row, dropped whole), ``n_*_duplicates_dropped``,
+    ``protocol``. ``kad_infinity()`` extrapolates to infinitely many generated rows; ``bootstrap()`` resamples
+    clips per side. Both draw with replacement and recompute the median bandwidth on each draw, repeats included (as
+    kadtk): with few clips a draw can be mostly repeats, whose median distance is 0; that raises, so pass a fixed
+    ``bandwidth`` there.
+
+    Args:
+        sample_rate: rate of ``preds`` (and of ``target`` unless ``target_sample_rate`` is given), in Hz.
+        target_sample_rate: rate of ``target`` in Hz.
+        protocol: ``"fastvideo"`` or ``"av-benchmark"`` (the loader; see FD).
+        backbone: ``"passt"``, ``"panns"``, ``"vggish"`` or an instance (shared with FD).
+        weights: local path of the official checkpoint when ``backbone`` is a name.
+        duration: av-benchmark truncation in seconds (default 8.0); an error under ``"fastvideo"``.
+        resampler: override the protocol's resampler.
+        kernel: ``"gaussian"`` (kadtk's default), ``"iq"`` or ``"imq"``.
+        bandwidth: fixed kernel bandwidth ``h > 0``; ``None`` = the median heuristic.
+        bandwidth_from: set of the median heuristic: ``"preds"`` (kadtk's code) or ``"target"``.
+        scale: multiplier of the MMD² (kadtk: 100).
+        kernel_dtype: ``torch.float32`` (kadtk) or ``torch.float64`` squared distances and kernel sums.
+        reset_real_features: whether ``reset()`` also clears the reference rows.
+        batch_size: most clips per forward.
+        audio_length: deprecated alias of ``duration``.
+        kwargs: forwarded to :class:`torchmetrics.Metric`.
+
+    Raises:
+        ValueError: a bad argument (named), bad audio; at ``compute`` fewer than 2 rows on a side.
+        ModuleNotFoundError: ``hear21passt`` is missing and the PaSST backbone must be built.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av import KernelAudioDistance
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> kad = KernelAudioDistance(sample_rate=16000, backbone=tiny_backbone("panns"), protocol="av-benchmark")
+        >>> g = torch.Generator().manual_seed(0)
+        >>> kad.update(preds=torch.rand(4, 8000, generator=g) - 0.5, target=torch.rand(5, 8000, generator=g) - 0.5)
+        >>> value = kad.compute()
+        >>> value.dtype, kad.details["n_preds"], kad.details["n_target"]
+        (torch.float64, 4, 5)
+    """
+
+    higher_is_better = False
+    _input_hint = "generated and reference audio"
+
+    def __init__(
+        self,
+        sample_rate: int | Sequence[int] | None = None,
+        target_sample_rate: int | Sequence[int] | None = None,
+        protocol: str = "fastvideo",
+        backbone: str | nn.Module = "passt",
+        weights: str | os.PathLike | None = None,
+        *,
+        duration: float | None = None,
+        resampler: Resampler | None = None,
+        kernel: KADKernel = "gaussian",
+        bandwidth: float | None = None,
+        bandwidth_from: BandwidthFrom = "preds",
+        scale: float = KAD_SCALE,
+        kernel_dtype: torch.dtype = torch.float32,
+        reset_real_features: bool = True,
+        batch_size: int = 8,
+        audio_length: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name, instance = resolve_backbone(backbone, AUDIO_BACKBONES, type(self).__name__)
+        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
+        if instance is None:
+            require_backbone_extra(name, type(self).__name__)
+        self.backbone_name = name
+        self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
+        self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
+        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
+        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
+        if resampler is not None and resampler not in RESAMPLERS:
+            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
+        if kernel not in KAD_KERNELS:
+            raise ValueError(f"`kernel` must be one of {KAD_KERNELS}, got {kernel!r}")
+        if bandwidth is not None and (
+            isinstance(bandwidth, bool) or not isinstance(bandwidth, int | float) or not bandwidth > 0
+        ):
+            raise ValueError(f"`bandwidth` must be a positive number or None (median heuristic), got {bandwidth!r}")
+        if bandwidth_from not in SIDES:
+            raise ValueError(f"`bandwidth_from` must be one of {SIDES}, got {bandwidth_from!r}")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            raise ValueError(f"`scale` must be a positive number (kadtk: 100), got {scale!r}")
+        if kernel_dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"`kernel_dtype` must be torch.float32 or torch.float64, got {kernel_dtype!r}")
+        self.resampler, self.kernel, self.bandwidth_from = resampler, kernel, bandwidth_from
+        self.bandwidth = None if bandwidth is None else float(bandwidth)
+        self.scale, self.kernel_dtype = float(scale), kernel_dtype
+        self.reset_real_features = check_bool(reset_real_features, "reset_real_features")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.num_features = embedding_dim(name, instance)
+        for side in SIDES:
+            self.add_sample_state(f"{side}_rows", (self.num_features,))
+            self.add_sample_state(f"{side}_row_ids", dtype=torch.int64)
+            self.add_sample_state(f"{side}_row_example", dtype=torch.int64)
+            self.add_float64_state(f"{side}_silent")
+            self.add_float64_state(f"{side}_nonfinite")
+
+    @property
+    def audio_length(self) -> float | None:
+        """Deprecated name of :attr:`duration`."""
+        return self.duration
+
+    def _build_backbone(self) -> nn.Module:
+        return build_backbone(self.backbone_name, self.weights)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # life cycle: a batch is, per side, its embedding rows (+ ids, example index) and its counts of skipped clips
+
+    @torch.no_grad()
+    def _score(
+        self,
+        preds: AudioInput | None = None,
+        target: AudioInput | None = None,
+        sample_rate: int | Sequence[int] | None = None,
+        target_sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+        target_ids: Sequence[int] | Tensor | None = None,
+    ) -> Rows:
+        if preds is None and target is None:
+            raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
+        if preds is None and ids is not None:
+            raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
+        if target is None and target_ids is not None:
+            raise ValueError("`target_ids` were given without `target`")
+        rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
+        prepared = {}
+        for side, audio, r, rate_name, side_ids, ids_name in (
+            ("preds", preds, rate, "sample_rate", ids, "ids"),
+            ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
+        ):
+            if audio is None:
+                continue
+            clips = as_clip_list(audio, side)
+            rates = sample_rates(r, len(clips), rate_name)
+            id_tensor = None if side_ids is None else self._ids_tensor(side_ids, len(clips), ids_name)
+            waves, kept = prepare_set(
+                self.backbone_name, clips, rates, self.spec, resampler=self.resampler, duration=self.duration, side=side
+            )
+            prepared[side] = (waves, kept, len(clips), id_tensor)
+        return {
+            side: embed_set(
+                self.backbone_name, self.backbone, *prepared[side], batch_size=self.batch_size, device=self.device
+            )
+            if side in prepared
+            else None
+            for side in SIDES
+        }
+
+    def update(
+        self,
+        preds: AudioInput | None = None,
+        target: AudioInput | None = None,
+        sample_rate: int | Sequence[int] | None = None,
+        target_sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+        target_ids: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        """Embed generated (``preds``) and/or reference (``target``) clips and keep their rows.
+
+        ``ids`` / ``target_ids`` (optional, one non-negative int per clip, e.g. dataset indices): a clip whose id was
+        already seen on any rank is counted once at ``compute``. Nothing is added if the batch raises.
+        """
+        self._add(self._score(preds, target, sample_rate, target_sample_rate, ids, target_ids))
+
+    def _add(self, batch: Rows) -> None:
+        self._last_record = batch
+        for side, part in batch.items():
+            if part is None:
+                continue
+            setattr(self, f"{side}_silent", getattr(self, f"{side}_silent") + part["silent"])
+            setattr(self, f"{side}_nonfinite", getattr(self, f"{side}_nonfinite") + part["nonfinite"])
+            getattr(self, f"{side}_rows").append(part["emb"])
+            getattr(self, f"{side}_row_ids").append(part["ids"])
+            getattr(self, f"{side}_row_example").append(part["example"])
+
+    def _side(self, side: str, parts: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Rows, int]:
+        """One side's de-duplicated rows ``{"<side>_ids", "<side>_example", "<side>_embeddings"}`` and rows dropped."""
+        if parts is None:
+            parts = tuple(self._cat(f"{side}_{k}") for k in ("row_ids", "row_example", "rows"))
+        ids, example, (emb,), dropped = dedup_rows(parts[0], parts[1], parts[2])
+        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
+
+    def _kad(self, rows: Rows) -> tuple[Tensor, float]:
+        preds, target = rows["preds_embeddings"], rows["target_embeddings"]
+        for name, x in (("preds (generated)", preds), ("target (reference)", target)):
+            if x.shape[0] < MIN_ROWS:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least {MIN_ROWS} embedding rows per side; {name} has "
+                    f"{x.shape[0]}. Feed more clips to update()"
+                )
+        bandwidth = self.bandwidth
+        if bandwidth is None:
+            bandwidth = median_pairwise_distance(preds if self.bandwidth_from == "preds" else target)
+            if not bandwidth > 0.0:
+                raise ValueError(
+                    f"the median pairwise distance of the {self.bandwidth_from} rows is 0 (most rows are identical); "
+                    "pass `bandwidth` explicitly"
+                )
+        value = kernel_audio_distance(
+            preds, target, kernel=self.kernel, bandwidth=bandwidth, scale=self.scale, dtype=self.kernel_dtype
+        )
+        return value, bandwidth
+
+    def _reduce(self, rows: Rows) -> Tensor:
+        return self._kad(rows)[0]
+
+    def _batch_value(self, batch: Rows) -> Tensor | None:
+        """The KAD of this batch (every rank's with ``dist_sync_on_step``), or None below 2 rows on a side."""
+        rows: Rows = {}
+        for side in SIDES:
+            part = batch[side]
+            if part is None:
+                emb = torch.zeros(0, self.num_features, dtype=torch.float64, device=self.device)
+                ids = example = torch.zeros(0, dtype=torch.int64, device=self.device)
+            else:
+                emb, ids, example = part["emb"], part["ids"], part["example"]
+            side_rows, _ = self._side(side, (self._gather(ids), self._gather(example), self._gather(emb)))
+            rows.update(side_rows)
+        if min(rows[f"{side}_embeddings"].shape[0] for side in SIDES) < MIN_ROWS:
+            return None
+        return self._reduce(rows)
+
+    def compute(self) -> Tensor:
+        """KAD (float64 scalar) over every rank's rows, repeated clips counted once; fills :attr:`details`."""
+        rows, dropped = {}, {}
+        for side in SIDES:
+            side_rows, dropped[side] = self._side(side)
+            rows.update(side_rows)
+        value, bandwidth = self._kad(rows)
+        self._details = Details(
+            {
+                **rows,
+                "n_preds": int(rows["preds_embeddings"].shape[0]),
+                "n_target": int(rows["target_embeddings"].shape[0]),
+                "bandwidth": bandwidth,
+                "n_preds_skipped_silent": int(self.preds_silent),
+                "n_target_skipped_silent": int(self.target_silent),
+                "n_preds_dropped_nonfinite": int(self.preds_nonfinite),
+                "n_target_dropped_nonfinite": int(self.target_nonfinite),
+                "n_preds_duplicates_dropped": dropped["preds"],
+                "n_target_duplicates_dropped": dropped["target"],
+                "protocol": self.protocol,
+            }
+        )
+        return value
+
+    def per_sample(self) -> dict[str, Tensor]:
+        """Every rank's rows per side, repeated clips dropped, sorted by id (rows without id after, arrival order).
+
+        Returns:
+            ``preds_ids``, ``preds_example``, ``preds_embeddings`` and the same for ``target``.
+        """
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            process_group=self.process_group,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+            distributed_available=self.distributed_available_fn,
+        ):
+            out: dict[str, Tensor] = {}
+            for side in SIDES:
+                out.update(self._side(side)[0])
+        return out
+
+    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
+        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
+        return [
+            (
+                (f"{side}_ids", f"{side}_example", f"{side}_embeddings"),
+                clip_groups(rows[f"{side}_example"]),
+            )
+            for side in SIDES
+        ]
+
+    def kad_infinity(self, steps: int = DEFAULT_STEPS, min_n: int = DEFAULT_MIN_N, seed: int | None = None) -> dict:
+        """KAD∞ (kadtk's ``score_inf``) on the synced rows: KAD of resampled generated sets, extrapolated to ``n → ∞``.
+
+        The reference rows are never resampled; ``n`` generated rows are drawn with replacement for each size of
+        ``np.linspace(min_n, N, steps)`` (see :func:`~torchmetrics_av.functional.kad_infinity`), with this metric's
+        kernel, bandwidth rule (recomputed per draw), scale and ``kernel_dtype``.
+
+        Args:
+            steps: number of draw sizes (kadtk: 25).
+            min_n: smallest draw size (kadtk: 500; fewer generated rows than that draws sizes downwards, as kadtk).
+            seed: seed of ``np.random.RandomState`` for the draws; ``None`` draws a fresh one (returned as ``"seed"``).
+
+        Returns:
+            ``{"value" (KAD∞), "slope", "r2", "points" ((steps, 2): n, KAD_n), "seed"}``.
+        """
+        rows = self.per_sample()
+        return kad_infinity(
+            rows["preds_embeddings"],
+            rows["target_embeddings"],
+            steps=steps,
+            min_n=min_n,
+            seed=seed,
+            kernel=self.kernel,
+            bandwidth=self.bandwidth,
+            bandwidth_from=self.bandwidth_from,
+            scale=self.scale,
+            dtype=self.kernel_dtype,
+        )
+
+    def reset(self) -> None:
+        """Clear the generated side, and the reference side when ``reset_real_features`` is True."""
+        if self.reset_real_features:
+            super().reset()
+            return
+        # reset() clears list states in place, so keep copies of the lists, not references to them.
+        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
+        super().reset()
+        for k, v in keep.items():
+            setattr(self, k, v)
