@@ -8,6 +8,8 @@ Sections (a registry: :data:`SECTIONS`, one function each returning a dict):
   replay's outputs are checked against the recorded ones (``replay``).
 - ``cli``: ``torchmetrics-av evaluate`` files/s on WAV files (decode, resample, forward, JSON) against the bare
   forward of the same files (its backbone calls replayed).
+- ``suite``: the av-benchmark metrics sharing one backbone per model (``av_benchmark_suite``) vs the same metrics
+  each with its own backbones: backbone forwards counted (calls and clips) and time, on one batch.
 - ``fd_compute``: FD ``compute()`` vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at D = 128/768/2048, and
   the exact low-rank route (the functions of ``benchmarks/bench_fd_compute.py``).
 
@@ -49,7 +51,19 @@ if str(REPO) not in sys.path:  # run as a script from a checkout: benchmark the 
 
 import torch  # noqa: E402
 
-from benchmarks.cases import AUDIO_RATE, CASES, BackboneCase, ForwardSpy, compare_outputs, interleaved_times, replay  # noqa: E402
+from benchmarks.cases import (  # noqa: E402
+    AUDIO_RATE,
+    CASES,
+    PROMPT,
+    VIDEO_FPS,
+    VIDEO_HW,
+    BackboneCase,
+    ForwardSpy,
+    build_backbone,
+    compare_outputs,
+    interleaved_times,
+    replay,
+)
 
 SCHEMA = "torchmetrics-av/run_all/1"
 # Batch sizes of the update() vs forward section (issue 12 item 1).
@@ -61,6 +75,8 @@ REPEATS = {"quick": 2, "full": 5}
 FD_DIMS = (128, 768, 2048)
 FD_ROWS = (5000, 4000)
 README_START, README_END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
+# The results behind the README block: --update-readme stores its JSON here, and a test checks the block against it.
+README_JSON = REPO / "benchmarks" / "results" / "run_all.json"
 
 
 @dataclasses.dataclass
@@ -247,6 +263,152 @@ def cli_section(opts: Options) -> dict[str, Any]:
     }
 
 
+# Suite section: pairs per update and their length (av-benchmark's 8 s), under av-benchmark's protocol.
+SUITE_PAIRS = {"quick": 4, "full": 16}
+SUITE_SECONDS = 8.0
+
+
+def _suite_metrics(nets: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    """The av-benchmark metrics on ``nets`` (one backbone per key): ``av_benchmark_suite`` where the package has it,
+    else the same metrics assembled by hand (FD and KL on one PaSST, CLAP, ImageBind, DeSync)."""
+    try:
+        from torchmetrics_av import av_benchmark_suite  # type: ignore[attr-defined]
+    except ImportError:
+        av_benchmark_suite = None
+    if av_benchmark_suite is not None:
+        return dict(av_benchmark_suite(backbones=nets, sample_rate=AUDIO_RATE).items())
+    from torchmetrics_av import CLAPScore, DeSync, FrechetAudioDistance, ImageBindScore, PaSSTKLDivergence
+
+    kw = {"sample_rate": AUDIO_RATE, "protocol": "av-benchmark"}
+    return {
+        "FD-PASST": FrechetAudioDistance(backbone=nets["passt"], **kw),
+        "KL-PASST-softmax": PaSSTKLDivergence(backbone=nets["passt"], **kw),
+        "LAION-CLAP-Score": CLAPScore(backbone=nets["clap"], **kw),
+        "IB-Score": ImageBindScore(video_fps=VIDEO_FPS, backbone=nets["imagebind"], **kw),
+        "DeSync": DeSync(video_fps=VIDEO_FPS, backbone=nets["synchformer"], **kw),
+    }
+
+
+def _suite_update(metrics: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Every metric on one batch, each with the arguments it takes (what the suite's update routes)."""
+    for metric in metrics.values():
+        metric.reset()
+        name = type(metric).__name__
+        if name == "FrechetAudioDistance":
+            metric.update(preds=inputs["preds"], target=inputs["target"])
+        elif name in ("PaSSTKLDivergence", "KLDivergence"):
+            metric.update(inputs["preds"], inputs["target"])
+        elif name == "CLAPScore":
+            metric.update(inputs["preds"], inputs["text"])
+        elif name in ("ImageBindScore", "DeSync"):
+            metric.update(inputs["preds"], inputs["video"])
+        else:
+            metric.update(preds=inputs["preds"])
+
+
+@section("suite")
+def suite_section(opts: Options) -> dict[str, Any]:
+    """The av-benchmark metrics sharing one backbone per model vs the same metrics each with its own backbone:
+    backbone forwards (calls and clips) and time, on the same batch."""
+    n = SUITE_PAIRS["quick" if opts.quick else "full"]
+    gen = torch.Generator().manual_seed(0)
+    video = torch.randint(0, 256, (round(SUITE_SECONDS * VIDEO_FPS), 3, *VIDEO_HW[opts.size]), generator=gen)
+    inputs = {
+        "preds": 0.1 * torch.randn(n, round(SUITE_SECONDS * AUDIO_RATE), generator=gen),
+        "target": 0.1 * torch.randn(n, round(SUITE_SECONDS * AUDIO_RATE), generator=gen),
+        "text": [PROMPT] * n,
+        "video": [video.to(torch.uint8)] * n,
+    }
+    kinds = ("passt", "clap", "imagebind", "synchformer")
+
+    def nets_for_suite() -> dict[str, torch.nn.Module]:
+        # Default window cache (FD and KL share PaSST forwards through it); CLAP built for av-benchmark.
+        return {k: build_backbone(k, opts.size, **({"protocol": "av-benchmark"} if k == "clap" else {})) for k in kinds}
+
+    shared_nets = nets_for_suite()
+    shared = {k: m.to(opts.device) for k, m in _suite_metrics(shared_nets).items()}
+    separate: dict[str, Any] = {}
+    separate_nets: list[torch.nn.Module] = []
+    for key in shared:  # the same metrics, each built on its own fresh backbones
+        nets = nets_for_suite()
+        separate[key] = _suite_metrics(nets)[key].to(opts.device)
+        separate_nets.extend(nets.values())
+
+    def counted(metrics: dict[str, Any], nets: list[torch.nn.Module]) -> dict[str, int]:
+        spies = [ForwardSpy(net, CASES[_case_of(net)].forwards) for net in nets]
+        for spy in spies:
+            spy.__enter__()
+        try:
+            _suite_update(metrics, inputs)
+        finally:
+            for spy in spies:
+                spy.__exit__(None, None, None)
+        calls = [c for spy in spies for c in spy.calls]
+        return {"calls": len(calls), "clips": sum(_rows_of(c) for c in calls)}
+
+    for net in (*shared_nets.values(), *separate_nets):
+        if hasattr(net, "clear_cache"):
+            net.clear_cache()
+    counts_shared = counted(shared, list(shared_nets.values()))
+    counts_separate = counted(separate, separate_nets)
+
+    def fresh(metrics: dict[str, Any], nets: list[torch.nn.Module]) -> Callable[[], None]:
+        def run() -> None:
+            for net in nets:  # a new batch every time: memoised windows must not carry over between repeats
+                if hasattr(net, "clear_cache"):
+                    net.clear_cache()
+            _suite_update(metrics, inputs)
+
+        return run
+
+    times = interleaved_times(
+        {
+            "shared": fresh(shared, list(shared_nets.values())),
+            "separate": fresh(separate, separate_nets),
+        },
+        opts.repeats,
+        opts.device,
+    )
+    t_shared, t_separate = min(times["shared"]), min(times["separate"])
+    return {
+        "pairs": n,
+        "seconds": SUITE_SECONDS,
+        "size": opts.size,
+        "metrics": list(shared),
+        "implementation": "av_benchmark_suite"
+        if _has_suite()
+        else "assembled (no av_benchmark_suite in this checkout)",
+        "shared_forwards": counts_shared,
+        "separate_forwards": counts_separate,
+        "forward_clips_ratio": counts_separate["clips"] / max(counts_shared["clips"], 1),
+        "shared_s": t_shared,
+        "separate_s": t_separate,
+        "speedup": t_separate / t_shared,
+    }
+
+
+def _has_suite() -> bool:
+    import torchmetrics_av
+
+    return hasattr(torchmetrics_av, "av_benchmark_suite")
+
+
+def _case_of(net: torch.nn.Module) -> str:
+    from benchmarks.cases import _backbone_class
+
+    return next(name for name in CASES if isinstance(net, _backbone_class(name)))
+
+
+def _rows_of(call: Any) -> int:
+    """Clips (rows) in one recorded backbone call: the leading size of its first tensor argument."""
+    for value in (*call.args, *call.kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return int(value.shape[0]) if value.ndim else 1
+        if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
+            return len(value)
+    return 1
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the run
 
@@ -352,8 +514,18 @@ def markdown_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{cli_res['forward_files_per_s']:.2f} for the forwards alone)",
             )
         )
+    suite = doc["sections"].get("suite")
+    if suite:
+        rows.append(
+            (
+                f"av-benchmark metrics sharing one backbone per model vs each with its own ({len(suite['metrics'])} "
+                f"metrics, {suite['pairs']} pairs of {suite['seconds']:g} s, {suite['size']} config)",
+                f"{_fmt_ratio(suite['speedup'])} faster; backbone forwards {suite['shared_forwards']['clips']} vs "
+                f"{suite['separate_forwards']['clips']} clips ({suite['implementation']})",
+            )
+        )
     for name, data in doc["sections"].items():
-        if name not in ("backbones", "fd_compute", "cli"):
+        if name not in ("backbones", "fd_compute", "cli", "suite"):
             rows.extend(_generic_rows(name, data))
     return rows
 
@@ -431,7 +603,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--backbones", nargs="+", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a results file")
-    parser.add_argument("--update-readme", type=Path, metavar="JSON", help="write that table into README.md")
+    parser.add_argument(
+        "--update-readme", type=Path, metavar="JSON", help="write that table into README.md (JSON kept as README_JSON)"
+    )
     args = parser.parse_args(argv)
     if any(b < 1 for b in args.batches):
         parser.error("--batches must be positive")
@@ -444,9 +618,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 when a section or backbone failed)."""
     args = _parse(argv)
     if args.markdown or args.update_readme:
-        doc = json.loads((args.markdown or args.update_readme).read_text())
+        source = args.markdown or args.update_readme
+        doc = json.loads(source.read_text())
         if args.update_readme:
             update_readme(doc, REPO / "README.md")
+            if source.resolve() != README_JSON.resolve():
+                README_JSON.parent.mkdir(parents=True, exist_ok=True)
+                README_JSON.write_text(source.read_text())
         else:
             print(markdown_table(doc), end="")
         return 0

@@ -114,3 +114,46 @@ def test_every_backbone_autocasts_its_encoders(name):
             torch.float64,
         }
         assert compare_outputs(ref, out)["max_abs_diff"] > 0, f"{name}: {precision} changed nothing"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# metrics: precision= on the base class
+
+
+def _metric_classes() -> list[type]:
+    import torchmetrics_av
+
+    return [getattr(torchmetrics_av, name) for name in torchmetrics_av.__all__ if name != "__version__"]
+
+
+@pytest.mark.parametrize("cls", _metric_classes(), ids=lambda c: c.__name__)
+def test_every_metric_takes_precision_and_checks_it(cls):
+    from torchmetrics_av.base import BackboneMetric
+
+    assert issubclass(cls, BackboneMetric)
+    kwargs = {"video_fps": 25.0} if cls.__name__ in ("ImageBindScore", "DeSync") else {}
+    assert cls(sample_rate=16000, precision="bf16", **kwargs).precision == "bf16"
+    assert cls(sample_rate=16000, **kwargs).precision == "fp32"
+    with pytest.raises(ValueError, match="`precision`"):
+        cls(sample_rate=16000, precision="half", **kwargs)
+
+
+def test_fd_at_bf16_moves_keeps_float64_and_ignores_an_outer_autocast():
+    from torchmetrics_av import FrechetAudioDistance
+
+    net = CASES["passt"].build("tiny")
+    g = torch.Generator().manual_seed(0)
+    preds, target = 0.1 * torch.randn(3, 16000, generator=g), 0.1 * torch.randn(4, 16000, generator=g)
+    values = {}
+    for precision in ("fp32", "bf16"):
+        fd = FrechetAudioDistance(sample_rate=16000, backbone=net, precision=precision)
+        fd.update(preds=preds, target=target)
+        values[precision] = fd.compute()
+        assert values[precision].dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # e.g. Lightning's bf16-mixed around validation
+        fd = FrechetAudioDistance(sample_rate=16000, backbone=net)
+        fd.update(preds=preds, target=target)
+    assert torch.equal(fd.compute(), values["fp32"])
+    # A tiny random PaSST has an FD of ~1e-4, all of it within bf16 noise: only "it moved" is checkable here (the
+    # full-size shift is measured on the goldens by benchmarks/bf16_shift.py).
+    assert torch.isfinite(values["bf16"]) and values["bf16"] != values["fp32"]

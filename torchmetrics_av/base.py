@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import warnings
@@ -50,6 +51,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 from torchmetrics.utilities.exceptions import TorchMetricsUserError
 
+from torchmetrics_av.precision import check_precision, install, precision_scope
 from torchmetrics_av.protocols import PROTOCOLS, ProtocolName, ProtocolSpec, get_protocol
 
 # Old names of the protocol helpers, kept for existing imports (protocols.py owns them now).
@@ -271,10 +273,15 @@ class BackboneMetric(Metric):
         weights: local checkpoint path in the official format, used when ``backbone`` is not given.
         protocol: a name of :data:`~torchmetrics_av.protocols.PROTOCOLS`; stored as ``self.protocol`` (the name) and
             ``self.spec`` (the :class:`~torchmetrics_av.protocols.ProtocolSpec`).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: the backbone's encoders run under autocast at that
+            dtype, front ends and heads in float32, reductions in float64 (:mod:`torchmetrics_av.precision`); any
+            autocast around ``update`` (e.g. Lightning's ``bf16-mixed``) is switched off inside it. Low precision
+            moves the values (README, "Precision"): report fp32 numbers.
         kwargs: forwarded to :class:`torchmetrics.Metric` (``dist_sync_on_step``, ``process_group``, ...).
 
     Raises:
-        ValueError: an unknown protocol, a ``backbone`` that is not a module, or ``weights`` that is not a path.
+        ValueError: an unknown protocol or precision, a ``backbone`` that is not a module, or ``weights`` that is not
+            a path.
     """
 
     is_differentiable = False
@@ -289,9 +296,12 @@ class BackboneMetric(Metric):
         backbone: nn.Module | None = None,
         weights: str | os.PathLike | None = None,
         protocol: str | ProtocolSpec = "fastvideo",
+        *,
+        precision: str = "fp32",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.precision = check_precision(precision)
         self.spec = get_protocol(protocol)
         self.protocol = self.spec.name
         if backbone is not None and not isinstance(backbone, nn.Module):
@@ -299,7 +309,7 @@ class BackboneMetric(Metric):
         if weights is not None and not isinstance(weights, str | os.PathLike):
             raise ValueError(f"`weights` must be a local checkpoint path (str or os.PathLike), got {weights!r:.100}")
         self.weights = weights
-        self.__dict__["_backbone"] = freeze(backbone) if backbone is not None else None
+        self.__dict__["_backbone"] = install(freeze(backbone)) if backbone is not None else None
         self._float64_buffers: list[str] = []
         self._sample_states: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         self._columns: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
@@ -318,7 +328,7 @@ class BackboneMetric(Metric):
         """The frozen backbone on the metric's device, built on first access when none was injected."""
         bb = self.__dict__["_backbone"]
         if bb is None:
-            bb = freeze(self._build_backbone())
+            bb = install(freeze(self._build_backbone()))
             self.__dict__["_backbone"] = bb
         try:
             dev = next(bb.parameters()).device
@@ -327,6 +337,17 @@ class BackboneMetric(Metric):
         if dev != self.device:
             bb.to(self.device)
         return bb
+
+    def _wrap_update(self, update: Callable) -> Callable:
+        # Every update (and forward, which calls it) runs its backbone calls at the metric's precision.
+        wrapped = super()._wrap_update(update)
+
+        @functools.wraps(update)
+        def at_precision(*args: Any, **kwargs: Any) -> None:
+            with precision_scope(getattr(self, "precision", "fp32")):
+                return wrapped(*args, **kwargs)
+
+        return at_precision
 
     def _apply(self, fn: Callable[[Tensor], Tensor], exclude_state: Sequence[str] = ()) -> Metric:
         # Every state has the dtype its reduction needs (float64 values, int64 ids and counts, uint8 text): whatever

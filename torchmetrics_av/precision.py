@@ -70,7 +70,12 @@ def check_precision(precision: str) -> str:
 
 
 def current_precision() -> str | None:
-    """The precision of the innermost :func:`precision_scope`, or ``None`` outside any."""
+    """The precision of the innermost :func:`precision_scope`, or ``None`` outside any.
+
+    Example:
+        >>> current_precision() is None
+        True
+    """
     return _SCOPE.get()
 
 
@@ -178,6 +183,17 @@ def install(backbone: nn.Module) -> nn.Module:
 
     Raises:
         ValueError: a listed submodule does not exist (the class attribute is stale).
+
+    Example:
+        >>> from torch import nn
+        >>> class Tagger(nn.Module):
+        ...     autocast_modules = ("body",)
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = nn.Linear(2, 2)
+        >>> net = install(Tagger())
+        >>> len(net.body._forward_pre_hooks), install(net) is net  # a second call adds nothing
+        (1, True)
     """
     if getattr(backbone, _INSTALLED, False):
         return backbone
