@@ -119,6 +119,7 @@ IMAGEBIND_OUTPUTS = (
     "audio/{clips,emb_head_clips,emb_clips,emb}",
     "{fastvideo,avbench}/{video_clips_shape,video_clips_checksums,vision_emb_clips,vision_emb,ib_score}",
     "fastvideo/vision_emb_head_clips",
+    "avbench/audio_emb",
 )
 IMAGEBIND_SCORES = (
     "pairs/*/{fastvideo_ib_score,avbench_ib_score}",
