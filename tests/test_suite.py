@@ -379,3 +379,59 @@ def test_ddp_two_ranks_equal_one():
         assert list(rank_values) == AUDIO_KEYS
         for key in AUDIO_KEYS:
             assert rank_values[key] == pytest.approx(single[key], rel=RTOL, abs=ATOL), key
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI: --protocol av-benchmark --avbench-json
+
+
+def test_cli_avbench_json_writes_av_benchmarks_keys_only(tmp_path, capsys):
+    import json
+
+    import soundfile
+
+    from torchmetrics_av.cli import main
+    from torchmetrics_av.cli.random_weights import random_backbone
+
+    d = data()
+    (p, t, ids), (g, _), (r, _) = d["pairs"], d["gen_only"], d["ref_only"]
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    stems = [f"s{i:02d}" for i in range(N_PAIRS)]
+    for stem, a, b in zip(stems, p, t):
+        soundfile.write(gen / f"{stem}.wav", a.numpy(), SR, subtype="FLOAT")
+        soundfile.write(ref / f"{stem}.wav", b.numpy(), SR, subtype="FLOAT")
+    for i, a in enumerate(g):
+        soundfile.write(gen / f"u{i}.wav", a.numpy(), SR, subtype="FLOAT")
+    for i, b in enumerate(r):
+        soundfile.write(ref / f"x{i}.wav", b.numpy(), SR, subtype="FLOAT")
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("name,caption\n" + "".join(f"{s},{c}\n" for s, c in zip(stems, d["text"])))
+    out, avb = tmp_path / "r.json", tmp_path / "output_metrics.json"
+    argv = ["evaluate", "--gen", str(gen), "--ref", str(ref), "--prompts", str(prompts), "--out", str(out)]
+    argv += ["--random-weights", "tiny", "--device", "cpu", "--batch-size", "4"]
+    assert main([*argv, "--avbench-json", str(avb)]) == 2  # fastvideo numbers under av-benchmark's names: refused
+    assert "--avbench-json" in capsys.readouterr().err and not avb.exists()
+    assert main([*argv, "--protocol", "av-benchmark", "--avbench-json", str(avb)]) == 0
+    written = json.loads(avb.read_text())
+    assert list(written) == AUDIO_KEYS + CLAP_KEYS  # av-benchmark's names, in its order, and nothing else
+    assert all(isinstance(v, float) and math.isfinite(v) for v in written.values())
+    doc = json.loads(out.read_text())
+    assert {"fd_vgg", "fd_panns", "kl_panns", "isc_panns", "isc_passt", "msclap"} <= set(doc["metrics"])
+    assert "aesthetics" in doc["metrics"]  # in the default set, not an av-benchmark key
+    assert written["FD-PANN"] == doc["metrics"]["fd_panns"]
+    assert written["ISC-PANNS-std"] == doc["details"]["isc_panns"]["inception_score_std"]
+    # The same numbers as the suite on the same clips, models and batches (the CLI feeds 4 files at a time, pairs
+    # first): FD-PASST on the pairs only, FD-PANN / FD-VGG on every file.
+    bbs = {k: random_backbone(k, "tiny", "av-benchmark") for k in ("passt", "panns", "vggish", "clap", "msclap")}
+    suite = av_benchmark_suite(bbs, sample_rate=SR)
+    suite.update(preds=p[:3], target=t[:3], text=d["text"], ids=ids[:3])
+    suite.update(preds=p[3:4], target=t[3:4], ids=ids[3:4])
+    for s in range(4, N_PAIRS, 4):
+        suite.update(preds=p[s : s + 4], target=t[s : s + 4], ids=ids[s : s + 4])
+    suite.update(preds=g, ids=[10, 11])
+    suite.update(target=r)
+    expected = suite.compute()
+    for key in AUDIO_KEYS + CLAP_KEYS:
+        assert written[key] == pytest.approx(float(expected[key]), rel=RTOL, abs=ATOL), key

@@ -10,7 +10,7 @@ Adding a backbone (PANNs, VGGish, MS-CLAP, ...) adds one spec here; the metric s
 Example:
     >>> from torchmetrics_av.cli.backbones import BACKBONES
     >>> sorted(BACKBONES)
-    ['audiobox', 'clap', 'imagebind', 'passt', 'synchformer', 'whisper']
+    ['audiobox', 'clap', 'imagebind', 'msclap', 'panns', 'passt', 'synchformer', 'vggish', 'whisper']
 """
 
 from __future__ import annotations
@@ -180,6 +180,44 @@ def _synchformer(path: Path | None, args: argparse.Namespace) -> nn.Module:
     return Synchformer(weights=path)
 
 
+def _panns_entry(args: argparse.Namespace) -> WeightsEntry:
+    from torchmetrics_av.backbones.panns import PANNS_CHECKPOINT as C
+
+    return WeightsEntry((C.filename,), C.source, C.filename)
+
+
+def _panns(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.panns import PANNs
+
+    return PANNs(weights=path)
+
+
+def _vggish_entry(args: argparse.Namespace) -> WeightsEntry:
+    from torchmetrics_av.backbones.vggish import VGGISH_CHECKPOINT as C
+
+    return WeightsEntry((C.filename,), C.source, C.filename)
+
+
+def _vggish(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.vggish import VGGish
+
+    return VGGish(weights=path)
+
+
+def _msclap_entry(args: argparse.Namespace) -> WeightsEntry:
+    from torchmetrics_av.backbones.msclap import MSCLAP_CHECKPOINT as C
+
+    return WeightsEntry((C.filename,), C.source, C.filename)
+
+
+def _msclap(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.msclap import MSCLAP
+
+    msclap = MSCLAP(weights=path)
+    _ = msclap.tokenizer  # its GPT-2 BPE file now, so that a missing one is listed with the missing checkpoints
+    return msclap
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     "passt": BackboneSpec(_passt_entry, _passt),
     "clap": BackboneSpec(_clap_entry, _clap),
@@ -187,6 +225,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     "audiobox": BackboneSpec(_audiobox_entry, _audiobox),
     "imagebind": BackboneSpec(_imagebind_entry, _imagebind),
     "synchformer": BackboneSpec(_synchformer_entry, _synchformer),
+    "panns": BackboneSpec(_panns_entry, _panns),
+    "vggish": BackboneSpec(_vggish_entry, _vggish),
+    "msclap": BackboneSpec(_msclap_entry, _msclap),
 }
 
 

@@ -109,7 +109,8 @@ def random_backbone(kind: str, size: str, protocol: str) -> nn.Module:
     """A randomly initialised backbone (``size`` ``"tiny"``: :data:`TINY_CONFIGS`; ``"full"``: official shapes).
 
     Args:
-        kind: ``"passt"``, ``"clap"``, ``"whisper"``, ``"audiobox"``, ``"imagebind"`` or ``"synchformer"``.
+        kind: ``"passt"``, ``"clap"``, ``"whisper"``, ``"audiobox"``, ``"imagebind"``, ``"synchformer"``,
+            ``"panns"``, ``"vggish"`` or ``"msclap"`` (the last three: :func:`torchmetrics_av.testing.tiny_backbone`).
         size: ``"tiny"`` or ``"full"``.
         protocol: the protocol (CLAP's architecture depends on it: fused under "fastvideo").
 
@@ -143,4 +144,11 @@ def random_backbone(kind: str, size: str, protocol: str) -> nn.Module:
         from torchmetrics_av.backbones.synchformer import Synchformer
 
         return Synchformer(pretrained=False, **kw)
+    if kind in ("panns", "vggish", "msclap"):
+        from torchmetrics_av.backbones import MSCLAP, PANNs, VGGish
+        from torchmetrics_av.testing import tiny_backbone
+
+        if size == "tiny":
+            return tiny_backbone(kind, seed=RANDOM_WEIGHTS_SEED)
+        return {"panns": PANNs, "vggish": VGGish, "msclap": MSCLAP}[kind](pretrained=False)
     raise ValueError(f"`kind` must be a backbone name, got {kind!r}")

@@ -241,7 +241,7 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Compute the metrics; return the JSON document and the names of requested metrics that gave no value."""
     inv = Inventory(gen=list_files(args.gen, "--gen"), ref=list_files(args.ref, "--ref") if args.ref else {})
     texts = {kind: _read_texts(path, kind) for kind in TEXT_REPORT_KEYS if (path := getattr(args, kind, None))}
-    ctx = FeedContext(inv, texts, ref_stats=bool(args.ref_stats))
+    ctx = FeedContext(inv, texts, ref_stats=bool(args.ref_stats), protocol=args.protocol)
     backbones, runs = _open(select_metrics(args.metrics, ctx), args)
     reads_refs = any(r.spec.feed.reads_refs(ctx) for r in runs.values())
     ref_pass = [r for r in runs.values() if r.spec.feed.unpaired_refs and r.spec.feed.reads_refs(ctx)]
