@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,8 @@ from torchmetrics_av import CLAPScore, PaSSTKLDivergence
 from torchmetrics_av.base import unique_sample_order
 from torchmetrics_av.protocols import AV_BENCHMARK, FASTVIDEO, PROTOCOLS, get_protocol
 from torchmetrics_av.testing import tiny_backbone
+
+PACKAGE = Path(__file__).resolve().parents[1] / "torchmetrics_av"
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +139,24 @@ def test_duration_rule_is_the_same_everywhere():
         AV_BENCHMARK.resolve_duration(4.0, minimum=4.8)
     with pytest.warns(FutureWarning, match="`duration_sec` is deprecated"):
         assert AV_BENCHMARK.resolve_duration(None, 6.0, alias="duration_sec") == 6.0
+
+
+def test_only_protocols_py_compares_protocol_names():
+    """Acceptance of issue 8: protocol rules are spec fields, never ``protocol == "..."`` outside protocols.py."""
+    pattern = re.compile(r"protocol ?[!=]=")
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{i}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "protocols.py"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
+
+
+def test_metric_files_hold_no_life_cycle_code():
+    """Acceptance of issue 8: no ``def forward`` and no id de-duplication in audio/ and av/ (base.py owns them)."""
+    for folder in ("audio", "av"):
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            text = path.read_text()
+            assert "def forward" not in text and "unique_sample_order" not in text, path.name

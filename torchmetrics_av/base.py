@@ -199,6 +199,11 @@ class Details(dict):
         for key, (value, _) in (deprecated or {}).items():
             self.setdefault(key, value)
 
+    @property
+    def deprecated_keys(self) -> frozenset[str]:
+        """Keys kept only for compatibility (reading them warns)."""
+        return frozenset(self._deprecated)
+
     def __getitem__(self, key: str) -> Any:
         hint = self._deprecated.get(key)
         if hint is not None:
@@ -503,11 +508,20 @@ class BackboneMetric(Metric):
         }
         return rows, counts, first_kept
 
+    @staticmethod
+    def _dedup(ids: Tensor, *columns: Tensor) -> tuple[Tensor, list[Tensor], int]:
+        """Rows of a side table with repeated ids dropped, sorted by id: ``(ids, columns, n_dropped)``.
+
+        For metrics that keep more than one row table (FD's two sides); the main table goes through :meth:`_tail`.
+        """
+        order = unique_sample_order(ids)
+        return ids[order], [c[order] for c in columns], int(ids.numel() - order.numel())
+
     def _nothing_to_reduce(self, counts: Mapping[str, Any]) -> ValueError:
         skipped = counts.get("n_skipped_silent", 0)
+        because = f" ({skipped} silent clips skipped)" if skipped else ""
         return ValueError(
-            f"{type(self).__name__} has no scored samples ({skipped} silent clips skipped); "
-            f"call update() with {self._input_hint} first"
+            f"{type(self).__name__} has no scored samples{because}; call update() with {self._input_hint}"
         )
 
     def compute(self) -> Tensor | dict[str, Tensor]:

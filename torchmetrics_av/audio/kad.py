@@ -76,7 +76,9 @@ class KernelAudioDistance(BackboneMetric):
     ``n_preds`` / ``n_target`` (rows), ``bandwidth`` (the ``h`` used), ``n_*_skipped_silent``,
     ``n_*_dropped_nonfinite`` (rows of clips with a NaN/Inf row, dropped whole), ``n_*_duplicates_dropped``,
     ``protocol``. ``kad_infinity()`` extrapolates to infinitely many generated rows; ``bootstrap()`` resamples
-    clips per side.
+    clips per side. Both draw with replacement and recompute the median bandwidth on each draw, repeats included (as
+    kadtk): with few clips a draw can be mostly repeats, whose median distance is 0; that raises, so pass a fixed
+    ``bandwidth`` there.
 
     Args:
         sample_rate: rate of ``preds`` (and of ``target`` unless ``target_sample_rate`` is given), in Hz.
