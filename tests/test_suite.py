@@ -436,3 +436,16 @@ def test_cli_avbench_json_writes_av_benchmarks_keys_only(tmp_path, capsys):
     expected = suite.compute()
     for key in AUDIO_KEYS + CLAP_KEYS:
         assert written[key] == pytest.approx(float(expected[key]), rel=RTOL, abs=ATOL), key
+
+
+def test_plot(audio_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    suite, _ = audio_run
+    figures = suite.plot()
+    assert len(figures) == 7  # one per member with keys: 5 FD/KL + the two ISC pairs
+    fig, ax = suite.plot(together=True)
+    assert fig is not None
+    with pytest.raises(ValueError, match="`ax` has 1 axes for 7"):
+        suite.plot(ax=[ax])
