@@ -1,7 +1,8 @@
-"""FD_PaSST: Fréchet distance between PaSST embeddings of generated and reference audio.
+"""FD: Fréchet distance between embeddings of generated and reference audio (FD_PaSST, FD_PANNs, FD_VGG).
 
-FastVideo's ``audio.frechet_distance`` ("fastvideo", default) and av-benchmark's FD-PaSST ("av-benchmark"), as
-streaming float64 moments (sum, sum of outer products, count per side) that reduce across DDP ranks by summation.
+FastVideo's ``audio.frechet_distance`` ("fastvideo", default) and av-benchmark's FD-PASST / FD-PANN / FD-VGG
+("av-benchmark"), as streaming float64 moments (sum, sum of outer products, count per side) that reduce across DDP
+ranks by summation; embedding rows are kept only when asked (``keep_rows`` or ``ids``), for FD∞ and the bootstrap.
 """
 
 from __future__ import annotations
@@ -15,9 +16,30 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.backbones.passt import PASST_EMBED_DIM, PASST_SAMPLE_RATE, PaSST, passt_windows
-from torchmetrics_av.base import BackboneMetric, Details, Rows, require_extra, resolve_rates
+from torchmetrics_av.audio.embedding import (
+    AUDIO_BACKBONES,
+    build_backbone,
+    clip_groups,
+    dedup_rows,
+    embed_set,
+    embedding_dim,
+    min_samples_of,
+    prepare_set,
+    require_backbone_extra,
+    resolve_backbone,
+    sample_rate_of,
+)
+from torchmetrics_av.base import (
+    BOOTSTRAP_CI,
+    BOOTSTRAP_NUM,
+    BOOTSTRAP_SEED,
+    BackboneMetric,
+    Details,
+    Rows,
+    resolve_rates,
+)
 from torchmetrics_av.functional.fad import DEFAULT_EPS, FDMethod, frechet_distance, gaussian_from_sums
+from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, fd_infinity
 from torchmetrics_av.preprocessing import (
     RESAMPLERS,
     AudioInput,
@@ -38,7 +60,7 @@ MIN_EMBEDDINGS = 2
 
 
 class FrechetAudioDistance(BackboneMetric):
-    r"""Fréchet distance between Gaussians fitted to PaSST embeddings of generated and reference audio (FD_PaSST).
+    r"""Fréchet distance between Gaussians fitted to embeddings of generated and reference audio (FD_PaSST/PANNs/VGG).
 
     .. math::
         FD = \lVert\mu_g-\mu_r\rVert^2 + \operatorname{tr}\Sigma_g + \operatorname{tr}\Sigma_r
@@ -47,7 +69,22 @@ class FrechetAudioDistance(BackboneMetric):
     Squared distance (not square-rooted); lower is better. Unpaired: any number of generated (``preds``) and
     reference (``target``) clips, in any ``update`` calls, either side may be omitted in a call.
 
-    Protocols (``protocol=``):
+    Backbones (``backbone=``, a name or an instance shared with KL / IS / KAD; see
+    :mod:`torchmetrics_av.audio.embedding`):
+
+    * ``"passt"`` (default, FD_PaSST / FD-PASST): one 768-d row per clip from its first 10 s window (below).
+    * ``"panns"`` (FD_PANNs / FD-PANN): Cnn14 16 kHz, one 2048-d ``relu(fc1)`` row per clip on the whole loaded clip,
+      never padded (at least 0.31 s).
+    * ``"vggish"`` (FD_VGG / FD-VGG): every non-overlapping 0.96 s example of every clip is a 128-d row (8 rows for
+      an 8 s clip; at least 0.975 s), all examples of all references against all of the generated clips;
+      ``details["n_preds"]`` / ``["n_target"]`` count rows.
+
+    av-benchmark computes FD-PANN and FD-VGG over all generated against all reference files (unpaired) and FD-PASST
+    over the paired subset. PANNs and VGGish see the protocol's loader at 16 kHz (``"av-benchmark"``: its
+    ``AudioDataset``: mono mean, DC removal, ``torchaudio`` Resample, first ``duration`` = 8 s, no padding;
+    ``"fastvideo"``: soxr HQ, whole clip, peak −1 dBFS, which no reference harness pairs with these models).
+
+    Protocols (``protocol=``), PaSST:
 
     * ``"fastvideo"`` (default, FastVideo ``audio.frechet_distance``): mono mean, soxr-HQ resampling to 32 kHz
       (``librosa.load``), peak normalisation to −1 dBFS, first 10 s zero-padded/trimmed to 320000 samples, 768-d
@@ -57,10 +94,14 @@ class FrechetAudioDistance(BackboneMetric):
       32 kHz, truncation to ``duration`` (8 s), zero-pad to 10 s; ``eps·I`` only if the square root fails.
       av-benchmark evaluates only generated clips that have a reference (paired subset): select your data likewise.
 
+    The covariance regulariser follows the protocol for every backbone (``eps·I`` always under ``"fastvideo"``, only
+    when the square root fails under ``"av-benchmark"``, as its ``calculate_frechet_distance``).
+
     Moments are float64 sums (``np.cov``'s unbiased N−1 covariance); the mean term is float64 where the references
     use float32 (≤ 3.3e-6 absolute on the goldens). ``method="eigh"`` (default) computes the matrix square-root trace
     from a Cholesky factor and one symmetric eigenvalue solve, ``"scipy"`` with the references'
-    ``scipy.linalg.sqrtm``; they agree to ≤ 1e-6 relative. Rows with NaN/Inf embeddings are dropped and counted.
+    ``scipy.linalg.sqrtm``; they agree to ≤ 1e-6 relative. A clip with a NaN/Inf embedding row is dropped whole,
+    its rows counted.
 
     As input to ``update``: ``preds`` / ``target``: ``(B, T)`` or ``(B, C, T)`` audio tensors or lists of ``(T,)`` /
     ``(C, T)`` clips, float in [-1, 1] or int16; ``sample_rate`` / ``target_sample_rate``: Hz, one int or one per clip.
@@ -72,30 +113,42 @@ class FrechetAudioDistance(BackboneMetric):
     ``n_preds_duplicates_dropped``, ``n_target_duplicates_dropped`` (repeated ``ids``), ``target_source``
     (``"samples"``, ``"stats"`` or ``"samples+stats"``), ``protocol``.
 
-    ``per_sample()``: FD keeps float64 sums, not rows, except for clips given with ``ids`` / ``target_ids``: it
-    returns those rows, ``preds_ids`` / ``target_ids`` (int64, sorted, repeats dropped) and ``preds_embeddings`` /
-    ``target_embeddings`` (float64 ``(N, D)``); clips given without ids are in the sums only.
+    Rows or sums: by default FD keeps float64 sums (memory O(D²), whatever N). With ``keep_rows=True``, and for
+    clips given with ``ids`` / ``target_ids``, it keeps the embedding rows instead (memory O(N·D); the moments are
+    formed at ``compute``), which :meth:`fd_infinity` and :meth:`bootstrap` need. ``per_sample()`` returns the kept
+    rows: ``preds_ids`` / ``target_ids`` (int64, sorted, repeats dropped; -1 without id), ``preds_example`` /
+    ``target_example`` (VGGish's example index within its clip, else 0) and ``preds_embeddings`` /
+    ``target_embeddings`` (float64 ``(N, D)``); clips streamed into the sums are not in it.
+
+    ``bootstrap()`` resamples the kept clips of each side (a VGGish clip's rows together; generated first, then
+    reference, from one stream; reference statistics loaded from a file stay fixed). It needs every clip kept as rows
+    (``keep_rows=True``), and, as every bootstrap of FD, it is biased upwards for small N (a resample repeats rows,
+    which shrinks its covariance's rank): use :meth:`fd_infinity` for an N-free estimate.
 
     Args:
         sample_rate: rate of ``preds`` (and of ``target`` unless ``target_sample_rate`` is given), in Hz.
         target_sample_rate: rate of ``target`` in Hz.
         protocol: ``"fastvideo"`` or ``"av-benchmark"``.
-        backbone: a :class:`~torchmetrics_av.backbones.PaSST` instance to share (e.g. with KL).
-        weights: local path of ``passt-s-f128-p16-s10-ap.476-swa.pt`` when ``backbone`` is not given.
+        backbone: ``"passt"`` (default; ``None`` is the same), ``"panns"``, ``"vggish"``, or a
+            :class:`~torchmetrics_av.backbones.PaSST` / :class:`~torchmetrics_av.backbones.PANNs` /
+            :class:`~torchmetrics_av.backbones.VGGish` instance to share (e.g. with KL and IS).
+        weights: local path of the official checkpoint when ``backbone`` is a name.
         duration: av-benchmark truncation in seconds (default 8.0); an error under ``"fastvideo"`` (whole clips).
         resampler: override the protocol's resampler (``"soxr_hq"``, ``"torchaudio"``, ``"torchaudio_functional"``).
         method: ``"eigh"`` or ``"scipy"`` for the square-root trace.
         eps: covariance regulariser (positive).
         reset_real_features: whether ``reset()`` also clears the streamed reference moments (statistics loaded with
             :meth:`load_reference_stats` always survive ``reset()``; drop them with :meth:`clear_reference_stats`).
-        batch_size: most clips per PaSST forward.
+        batch_size: most clips per forward (VGGish: examples are batched 64 at a time).
+        keep_rows: keep every embedding row (memory O(N·D)) instead of streaming sums, for :meth:`fd_infinity` and
+            :meth:`bootstrap`; the value is the same.
         audio_length: deprecated alias of ``duration``.
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
     Raises:
         ValueError: a bad argument (named), bad audio input, a missing sample rate; at ``compute`` fewer than 2 finite
             embeddings on a side.
-        ModuleNotFoundError: ``hear21passt`` is missing and no ``backbone`` was given.
+        ModuleNotFoundError: ``hear21passt`` is missing and the PaSST backbone must be built.
 
     Example:
         >>> import torch
@@ -105,6 +158,11 @@ class FrechetAudioDistance(BackboneMetric):
         >>> fd.update(preds=torch.rand(4, 16000) - 0.5, target=torch.rand(4, 16000) - 0.5)
         >>> bool(fd.compute() >= 0)
         True
+        >>> vgg = FrechetAudioDistance(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("vggish"))
+        >>> vgg.update(preds=torch.rand(3, 32000) - 0.5, target=torch.rand(3, 32000) - 0.5)  # 2 s: 2 rows each
+        >>> _ = vgg.compute()
+        >>> vgg.details["n_preds"]
+        6
     """
 
     higher_is_better = False
@@ -115,7 +173,7 @@ class FrechetAudioDistance(BackboneMetric):
         sample_rate: int | Sequence[int] | None = None,
         target_sample_rate: int | Sequence[int] | None = None,
         protocol: str = "fastvideo",
-        backbone: nn.Module | None = None,
+        backbone: str | nn.Module | None = "passt",
         weights: str | os.PathLike | None = None,
         *,
         duration: float | None = None,
@@ -124,12 +182,17 @@ class FrechetAudioDistance(BackboneMetric):
         eps: float = DEFAULT_EPS,
         reset_real_features: bool = True,
         batch_size: int = 8,
+        keep_rows: bool = False,
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
-        if backbone is None:
-            require_extra(type(self).__name__, ["hear21passt", "timm"], "passt")
+        name, instance = resolve_backbone(
+            "passt" if backbone is None else backbone, AUDIO_BACKBONES, type(self).__name__
+        )
+        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
+        if instance is None:
+            require_backbone_extra(name, type(self).__name__)
+        self.backbone_name = name
         if method not in FD_METHODS:
             raise ValueError(f"`method` must be one of {FD_METHODS}, got {method!r}")
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) or eps <= 0:
@@ -138,11 +201,13 @@ class FrechetAudioDistance(BackboneMetric):
             raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        self.duration = self.spec.resolve_duration(duration, audio_length)
+        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
+        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
         self.resampler, self.method, self.eps = resampler, method, float(eps)
         self.reset_real_features = check_bool(reset_real_features, "reset_real_features")
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.num_features = int(getattr(backbone, "embed_dim", PASST_EMBED_DIM))
+        self.keep_rows = check_bool(keep_rows, "keep_rows")
+        self.num_features = embedding_dim(name, instance)
         d = self.num_features
         for side in SIDES:
             self.add_float64_state(f"{side}_sum", (d,))
@@ -150,9 +215,11 @@ class FrechetAudioDistance(BackboneMetric):
             self.add_float64_state(f"{side}_n")
             self.add_float64_state(f"{side}_nonfinite")
             self.add_float64_state(f"{side}_silent")
-            # Clips given with `ids` are kept as rows until compute(), where repeated ids are dropped.
+            # Clips given with `ids` (or all, with keep_rows) are kept as rows until compute(), where repeated ids are
+            # dropped; `row_example` numbers a VGGish clip's rows, so a repeated clip drops all of them.
             self.add_sample_state(f"{side}_rows", (d,))
             self.add_sample_state(f"{side}_row_ids", dtype=torch.int64)
+            self.add_sample_state(f"{side}_row_example", dtype=torch.int64)
         # Statistics loaded from a file: plain buffers, so they are in state_dict, follow .to(device), and are *not*
         # summed across ranks (every rank loads the same file).
         self.register_buffer("loaded_target_sum", torch.zeros(d, dtype=torch.float64))
@@ -166,30 +233,10 @@ class FrechetAudioDistance(BackboneMetric):
         return self.duration
 
     def _build_backbone(self) -> nn.Module:
-        return PaSST(weights=self.weights)
+        return build_backbone(self.backbone_name, self.weights)
 
     # ----------------------------------------------------------------------------------------------------------------
-    # life cycle: a batch is, per side, its finite embeddings (+ ids) and its counts of skipped clips
-
-    def _embed(self, side: str, clips: list[Tensor], rates: list[int], ids: Tensor | None) -> dict[str, Any]:
-        windows, kept = [], []
-        for i, (clip, sr) in enumerate(zip(clips, rates)):
-            w = passt_windows(clip, sr, self.spec, "fd", resampler=self.resampler, duration=self.duration)
-            if w is not None:
-                windows.append(w[0])
-                kept.append(i)
-        d = self.num_features
-        emb = torch.zeros(0, d, dtype=torch.float64, device=self.device)
-        if windows:
-            emb = self.backbone.embed(windows, self.batch_size)[0].to(self.device, torch.float64)
-        finite = torch.isfinite(emb).all(dim=1)
-        row_ids = None if ids is None else ids[torch.tensor(kept, dtype=torch.long, device=self.device)][finite]
-        return {
-            "emb": emb[finite],
-            "ids": row_ids,
-            "silent": len(clips) - len(kept),
-            "nonfinite": int((~finite).sum()),
-        }
+    # life cycle: a batch is, per side, its finite embedding rows (+ ids, example index) and its counts of skipped clips
 
     @torch.no_grad()
     def _score(
@@ -208,8 +255,8 @@ class FrechetAudioDistance(BackboneMetric):
         if target is None and target_ids is not None:
             raise ValueError("`target_ids` were given without `target`")
         rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
-        # Every input of both sides is checked before the model runs on either.
-        sides = {}
+        # Every input of both sides is checked (and loaded) before the model runs on either.
+        prepared = {}
         for side, audio, r, rate_name, side_ids, ids_name in (
             ("preds", preds, rate, "sample_rate", ids, "ids"),
             ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
@@ -218,8 +265,34 @@ class FrechetAudioDistance(BackboneMetric):
                 clips = as_clip_list(audio, side)
                 rates = sample_rates(r, len(clips), rate_name)
                 id_tensor = None if side_ids is None else self._ids_tensor(side_ids, len(clips), ids_name)
-                sides[side] = (clips, rates, id_tensor)
-        return {side: self._embed(side, *sides[side]) if side in sides else None for side in SIDES}
+                waves, kept = prepare_set(
+                    self.backbone_name,
+                    clips,
+                    rates,
+                    self.spec,
+                    resampler=self.resampler,
+                    duration=self.duration,
+                    side=side,
+                )
+                prepared[side] = (waves, kept, len(clips), id_tensor)
+        out: Rows = {}
+        for side in SIDES:
+            if side not in prepared:
+                out[side] = None
+                continue
+            waves, kept, n_clips, id_tensor = prepared[side]
+            part = embed_set(
+                self.backbone_name,
+                self.backbone,
+                waves,
+                kept,
+                n_clips,
+                id_tensor,
+                batch_size=self.batch_size,
+                device=self.device,
+            )
+            out[side] = {**part, "as_rows": self.keep_rows or id_tensor is not None}
+        return out
 
     def update(
         self,
@@ -234,7 +307,8 @@ class FrechetAudioDistance(BackboneMetric):
 
         ``ids`` / ``target_ids`` (optional, one non-negative int per clip, e.g. dataset indices): a clip whose id was
         already seen on any rank is counted once at ``compute`` (``DistributedSampler`` pads ranks with repeats).
-        Such clips are kept as rows (D float64 each) until ``compute``. Nothing is added if the batch raises.
+        Such clips (all, with ``keep_rows``) are kept as rows (D float64 each) until ``compute``. Nothing is added if
+        the batch raises.
         """
         self._add(self._score(preds, target, sample_rate, target_sample_rate, ids, target_ids))
 
@@ -246,9 +320,10 @@ class FrechetAudioDistance(BackboneMetric):
             setattr(self, f"{side}_silent", getattr(self, f"{side}_silent") + part["silent"])
             setattr(self, f"{side}_nonfinite", getattr(self, f"{side}_nonfinite") + part["nonfinite"])
             emb = part["emb"]
-            if part["ids"] is not None:
+            if part["as_rows"]:
                 getattr(self, f"{side}_rows").append(emb)
                 getattr(self, f"{side}_row_ids").append(part["ids"])
+                getattr(self, f"{side}_row_example").append(part["example"])
                 continue
             setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + emb.sum(dim=0))
             setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + emb.T @ emb)
@@ -265,11 +340,10 @@ class FrechetAudioDistance(BackboneMetric):
         for side in SIDES:
             part = batch[side]
             emb = torch.zeros(0, self.num_features, dtype=torch.float64, device=self.device)
-            ids = torch.zeros(0, dtype=torch.int64, device=self.device)
+            ids = example = torch.zeros(0, dtype=torch.int64, device=self.device)
             if part is not None:
-                emb = part["emb"]
-                ids = part["ids"] if part["ids"] is not None else torch.full((emb.shape[0],), -1, device=self.device)
-            _, (emb,), _ = self._dedup(self._gather(ids.to(torch.int64)), self._gather(emb))
+                emb, ids, example = part["emb"], part["ids"], part["example"]
+            _, _, (emb,), _ = dedup_rows(self._gather(ids), self._gather(example), self._gather(emb))
             moments.append((emb.sum(dim=0), emb.T @ emb, torch.tensor(float(emb.shape[0]), dtype=torch.float64)))
         if min(float(m[2]) for m in moments) < MIN_EMBEDDINGS:
             return None
@@ -277,7 +351,8 @@ class FrechetAudioDistance(BackboneMetric):
 
     def _moments(self, side: str) -> tuple[Tensor, Tensor, Tensor, int]:
         """Sums, outer-product sums and count of one side: streamed sums plus the id-deduplicated rows."""
-        _, (rows,), dropped = self._dedup(self._cat(f"{side}_row_ids"), self._cat(f"{side}_rows"))
+        rows, dropped = self._side_rows(side)
+        rows = rows[f"{side}_embeddings"]
         total = getattr(self, f"{side}_sum") + rows.sum(dim=0)
         outer = getattr(self, f"{side}_outer") + rows.T @ rows
         n = getattr(self, f"{side}_n") + rows.shape[0]
@@ -323,11 +398,129 @@ class FrechetAudioDistance(BackboneMetric):
             should_unsync=self._should_unsync,
             distributed_available=self.distributed_available_fn,
         ):
-            out = {}
+            out: dict[str, Tensor] = {}
             for side in SIDES:
-                ids, (rows,), _ = self._dedup(self._cat(f"{side}_row_ids"), self._cat(f"{side}_rows"))
-                out[f"{side}_ids"], out[f"{side}_embeddings"] = ids, rows
+                out.update(self._side_rows(side)[0])
         return out
+
+    def _side_rows(self, side: str) -> tuple[dict[str, Tensor], int]:
+        """One side's kept rows, repeated clips dropped: ``({"<side>_ids", "<side>_example", "<side>_embeddings"},
+        rows dropped)``.
+        """
+        ids, example, (emb,), dropped = dedup_rows(
+            self._cat(f"{side}_row_ids"), self._cat(f"{side}_row_example"), self._cat(f"{side}_rows")
+        )
+        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
+
+    def _reduce(self, rows: Rows) -> Tensor:
+        """FD of kept rows (``per_sample()`` keys), the reference statistics loaded from a file added (never
+        resampled). The streamed sums are not rows: :meth:`compute` adds them.
+        """
+        moments = []
+        for side, name in zip(SIDES, ("preds (generated)", "target (reference)")):
+            x = rows[f"{side}_embeddings"].to(self.device, torch.float64)
+            total, outer = x.sum(dim=0), x.T @ x
+            n = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=self.device)
+            if side == "target":
+                total, outer, n = (
+                    total + self.loaded_target_sum,
+                    outer + self.loaded_target_outer,
+                    n + self.loaded_target_n,
+                )
+            if float(n) < MIN_EMBEDDINGS:
+                raise ValueError(f"FD needs at least {MIN_EMBEDDINGS} embeddings per side; {name} has {int(n)}")
+            moments.append((total, outer, n))
+        return self._frechet(moments[0], moments[1])
+
+    def _streamed(self) -> tuple[int, int]:
+        """Clips streamed into the sums on all ranks (not kept as rows): ``(generated, reference)`` counts."""
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            process_group=self.process_group,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+            distributed_available=self.distributed_available_fn,
+        ):
+            return int(self.preds_n), int(self.target_n)
+
+    def _require_rows(self, what: str, *, reference_stats: bool) -> None:
+        preds_n, target_n = self._streamed()
+        if preds_n or target_n:
+            raise ValueError(
+                f"{what} resamples embedding rows, but {preds_n} generated and {target_n} reference rows were "
+                "streamed into sums; construct the metric with keep_rows=True (or give ids to every update)"
+            )
+        if not reference_stats and float(self.loaded_target_n) > 0:
+            raise ValueError(
+                f"{what} needs the reference rows; statistics loaded with load_reference_stats() have none "
+                "(clear_reference_stats() and update() with the reference clips)"
+            )
+
+    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
+        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
+        return [
+            ((f"{side}_ids", f"{side}_example", f"{side}_embeddings"), clip_groups(rows[f"{side}_example"]))
+            for side in SIDES
+        ]
+
+    def bootstrap(
+        self, num: int = BOOTSTRAP_NUM, seed: int = BOOTSTRAP_SEED, ci: float = BOOTSTRAP_CI
+    ) -> dict[str, Tensor]:
+        """Percentile bootstrap of FD over the kept clips of each side (see :meth:`BackboneMetric.bootstrap`).
+
+        Needs ``keep_rows=True`` (or ids on every update); reference statistics loaded from a file stay fixed. The
+        resampled FDs are biased upwards for small N against the embedding width: see :meth:`fd_infinity`.
+
+        Raises:
+            ValueError: some clips were streamed into sums, or (from the base) bad arguments.
+
+        Example:
+            >>> import torch
+            >>> from torchmetrics_av.testing import tiny_backbone
+            >>> fd = FrechetAudioDistance(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("panns"),
+            ...                           keep_rows=True)
+            >>> g = torch.Generator().manual_seed(0)
+            >>> fd.update(preds=torch.rand(40, 8000, generator=g) - 0.5, target=torch.rand(40, 8000, generator=g) - 0.5)
+            >>> out = fd.bootstrap(num=20)
+            >>> bool(out["low"] <= out["high"]), bool(out["value"] == fd.compute())
+            (True, True)
+        """
+        self._require_rows("bootstrap", reference_stats=True)
+        return super().bootstrap(num, seed, ci)
+
+    def fd_infinity(self, steps: int = DEFAULT_STEPS, min_n: int = DEFAULT_MIN_N, seed: int | None = None) -> dict:
+        """FD∞ (fadtk's ``score_inf``) on the synced rows: FD of resampled generated sets extrapolated to ``n → ∞``.
+
+        The reference rows are never resampled; ``n`` generated rows are drawn with replacement for each size of
+        ``np.linspace(min_n, N, steps)`` and the FDs are fitted on ``1/n`` (see
+        :func:`~torchmetrics_av.functional.fd_infinity`); each FD uses this metric's ``eps`` and the protocol's eps
+        policy. With ``method="eigh"`` the draws take the functional's ``"auto"`` route (the exact low-rank trace when
+        a draw has fewer rows than dimensions and no eps is added, else ``"eigh"``); ``method="scipy"`` keeps the
+        references' ``sqrtm``. Needs ``keep_rows=True`` (or ids on every update) and the reference as rows.
+
+        Args:
+            steps: number of draw sizes (fadtk: 25).
+            min_n: smallest draw size (fadtk: 500; with fewer generated rows the sizes run downwards, as fadtk).
+            seed: seed of ``np.random.RandomState`` for the draws; ``None`` draws a fresh one (returned as ``"seed"``).
+
+        Returns:
+            ``{"value" (FD∞), "slope", "r2", "points" ((steps, 2): n, FD_n), "seed"}``.
+
+        Raises:
+            ValueError: clips were streamed into sums, the reference comes from a statistics file, or too few rows.
+        """
+        self._require_rows("fd_infinity", reference_stats=False)
+        rows = self.per_sample()
+        return fd_infinity(
+            rows["preds_embeddings"],
+            rows["target_embeddings"],
+            steps=steps,
+            min_n=min_n,
+            seed=seed,
+            eps=self.eps,
+            eps_policy=self.spec.eps_policy,
+            method="scipy" if self.method == "scipy" else "auto",
+        )
 
     def reset(self) -> None:
         """Clear the generated side, and the streamed reference side when ``reset_real_features`` is True."""
@@ -353,7 +546,7 @@ class FrechetAudioDistance(BackboneMetric):
             # The file format keeps its v1 key name for the truncation (`duration`, seconds; None = whole clips).
             "audio_length": self.duration,
             "resampler": self.resampler,
-            "sample_rate": PASST_SAMPLE_RATE,
+            "sample_rate": sample_rate_of(self.backbone_name),
             "num_features": self.num_features,
             "version": torchmetrics_av.__version__,
         }
