@@ -187,6 +187,9 @@ EXPECTED_MISSING = {
     "audiobox": ("audiobox-aesthetics", "huggingface.co/facebook/audiobox-aesthetics"),
     "imagebind": ("imagebind_huge.pth", "dl.fbaipublicfiles.com/imagebind"),
     "synchformer": ("synchformer_state_dict.pth", "github.com/hkchengrex/MMAudio/releases"),
+    "panns": ("Cnn14_16k_mAP=0.438.pth", "zenodo.org/records/3987831"),
+    "vggish": ("vggish-10086976.pth", "github.com/harritaylor/torchvggish/releases"),
+    "msclap": ("CLAP_weights_2023.pth", "huggingface.co/microsoft/msclap"),
 }
 
 
