@@ -135,7 +135,7 @@ def test_bootstrap_keeps_loaded_reference_statistics_fixed(panns, tmp_path):
     ("kwargs", "match"),
     [
         ({"backbone": "clap"}, r"`backbone` of FrechetAudioDistance must be one of \('passt', 'panns', 'vggish'\)"),
-        ({"backbone": torch.nn.Linear(2, 2)}, "must be one of backbones.PaSST, backbones.PANNs, backbones.VGGish"),
+        ({"backbone": 3}, r"`backbone` must be a torch.nn.Module \(a backbone instance\) or one of"),
         ({"keep_rows": 1}, "keep_rows"),
         ({"protocol": "av-benchmark", "duration": 0.9}, "at least 0.975 s"),
     ],
@@ -156,3 +156,33 @@ def test_short_clips_are_named_before_any_forward(vggish):
     finally:
         hook.remove()
     assert calls == [] and float(fd.preds_n) == 0
+
+
+class _Compiled(torch.nn.Module):
+    """Stands for ``torch.compile``'s wrapper: the compiled module under ``_orig_mod``, attributes passed through."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = inner
+
+    def __getattr__(self, name: str):
+        if name == "_orig_mod":
+            return super().__getattr__(name)
+        return getattr(self._orig_mod, name)
+
+
+def test_backbone_kind_is_seen_through_a_compile_wrapper_and_other_modules_are_passt_like(panns):
+    from torchmetrics_av.audio.embedding import backbone_name, resolve_backbone
+
+    fd = FrechetAudioDistance(backbone=_Compiled(panns), **AVB)
+    assert fd.backbone_name == "panns" and fd.num_features == 32
+    x, y = audio_batch(3, seed=11), audio_batch(3, seed=12)
+    fd.update(preds=x, target=y)
+    plain = FrechetAudioDistance(backbone=panns, **AVB)
+    plain.update(preds=x, target=y)
+    assert torch.equal(fd.compute(), plain.compute())
+    # Any other module keeps the duck-typed PaSST contract of earlier releases (32 kHz FD window, .embed()).
+    assert backbone_name(torch.nn.Identity()) is None
+    assert resolve_backbone(torch.nn.Identity(), ("passt", "panns"), "FrechetAudioDistance")[0] == "passt"
+    with pytest.raises(ValueError, match="must be one of backbones.PANNs, got Identity"):
+        resolve_backbone(torch.nn.Identity(), ("panns",), "Owner")

@@ -157,3 +157,33 @@ def test_deterministic_for_a_seed_and_argument_errors():
             metric.bootstrap(**kwargs)
     with pytest.raises(ValueError, match="no per-sample rows to resample; call update"):
         _ToyMetric().bootstrap()
+
+
+def test_wer_corpus_bootstrap_resamples_error_and_word_counts_together():
+    from torchmetrics_av import SpeechWordErrorRate
+
+    hyps = ["a b c", "a x", "b", "a b c d e", "x y", "c"]
+    refs = ["a b c", "a b", "b c d", "a b c d", "a b c d e", "c"]
+    wer = SpeechWordErrorRate(sample_rate=16000, asr=lambda audio, languages: hyps, reduction="corpus")
+    wer.update(torch.zeros(6, 1600), refs)
+    out = wer.bootstrap(num=NUM, seed=SEED)
+    rows = wer.per_sample()
+    errors = (rows["substitutions"] + rows["deletions"] + rows["insertions"]).double().numpy()
+    words = rows["words"].double().numpy()
+    draws = np.random.RandomState(SEED).randint(0, 6, size=(NUM, 6))
+    values = errors[draws].sum(axis=1) / words[draws].sum(axis=1)  # Σ errors / Σ words of each resample
+    _assert_summary(out, _percentile_summary(values, errors.sum() / words.sum(), 0.95))
+
+
+def test_audiobox_bootstrap_is_one_interval_per_axis():
+    from torchmetrics_av import AudioboxAesthetics
+
+    aes = AudioboxAesthetics(sample_rate=16000, backbone=tiny_backbone("audiobox"))
+    aes.update(audio_batch(5, seconds=1.0, seed=30))
+    out = aes.bootstrap(num=40, seed=SEED)
+    rows = aes.per_sample()
+    draws = np.random.RandomState(SEED).randint(0, 5, size=(40, 5))  # one draw of clips shared by the four axes
+    assert sorted(out) == ["CE", "CU", "PC", "PQ"]
+    for axis in out:
+        v = rows[axis].numpy()
+        _assert_summary(out[axis], _percentile_summary(v[draws].mean(axis=1), v.mean(), 0.95))

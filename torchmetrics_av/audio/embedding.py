@@ -58,9 +58,12 @@ def _classes() -> dict[str, type[nn.Module]]:
 
 
 def backbone_name(backbone: nn.Module) -> str | None:
-    """The :data:`AUDIO_BACKBONES` name of an instance (``None`` for any other module)."""
+    """The :data:`AUDIO_BACKBONES` name of an instance, seen through a ``torch.compile`` wrapper (``None`` for any
+    other module).
+    """
+    inner = getattr(backbone, "_orig_mod", backbone)
     for name, cls in _classes().items():
-        if isinstance(backbone, cls):
+        if isinstance(inner, cls):
             return name
     return None
 
@@ -68,25 +71,34 @@ def backbone_name(backbone: nn.Module) -> str | None:
 def resolve_backbone(backbone: str | nn.Module, allowed: Sequence[str], owner: str) -> tuple[str, nn.Module | None]:
     """Check a metric's ``backbone=`` argument: ``(name, instance or None)``.
 
+    Any other module is used as PaSST is (the duck-typed contract of earlier releases): it gets the 32 kHz FD window
+    and must implement ``embed(windows, batch_size) -> (embeddings (N, embed_dim), logits (N, 527))``.
+
     Args:
-        backbone: a name of ``allowed`` or an instance of ``PaSST`` / ``PANNs`` / ``VGGish``.
+        backbone: a name of ``allowed``, an instance of ``PaSST`` / ``PANNs`` / ``VGGish`` (or of a PaSST-compatible
+            module).
         allowed: the names this metric accepts.
         owner: the metric's class name (for the messages).
 
     Raises:
-        ValueError: an unknown name, another kind of module, or a backbone this metric cannot use (e.g. VGGish for
-            KL: it has no class logits).
+        ValueError: an unknown name, something that is not a module, or a backbone this metric cannot use (e.g.
+            VGGish for KL: it has no class logits).
     """
     if isinstance(backbone, str):
         if backbone not in allowed:
             raise ValueError(f"`backbone` of {owner} must be one of {tuple(allowed)} or an instance, got {backbone!r}")
         return backbone, None
     if not isinstance(backbone, nn.Module):
-        raise ValueError(f"`backbone` must be a name {tuple(allowed)} or a backbone instance, got {backbone!r:.100}")
+        raise ValueError(
+            f"`backbone` must be a torch.nn.Module (a backbone instance) or one of {tuple(allowed)}, "
+            f"got {backbone!r:.100}"
+        )
     name = backbone_name(backbone)
     if name is None:
-        expected = ", ".join(f"backbones.{_classes()[n].__name__}" for n in allowed)
-        raise ValueError(f"`backbone` of {owner} must be one of {expected}, got {type(backbone).__name__}")
+        if "passt" not in allowed:
+            expected = ", ".join(f"backbones.{_classes()[n].__name__}" for n in allowed)
+            raise ValueError(f"`backbone` of {owner} must be one of {expected}, got {type(backbone).__name__}")
+        return "passt", backbone
     if name not in allowed:
         why = " (it has no class logits)" if name not in CLASSIFIER_BACKBONES else ""
         raise ValueError(f"{owner} cannot use a {type(backbone).__name__} backbone{why}; use one of {tuple(allowed)}")

@@ -274,6 +274,11 @@ class PaSSTKLDivergence(KLDivergence):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
+        if isinstance(backbone, str):
+            raise ValueError(
+                f"`backbone` must be a torch.nn.Module (a PaSST instance) or None, got {backbone!r}; "
+                "KLDivergence(backbone=...) chooses a backbone by name"
+            )
         super().__init__(
             sample_rate,
             target_sample_rate,
