@@ -160,7 +160,8 @@ class MetricRun:
                 reason += f" ({len(self.skipped)} rejected, e.g. {first['stem']}: {first['error']})"
             return None, {"error": reason, "n_skipped_by_cli": len(self.skipped)}, rows
         value = {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
-        details = {k: json_value(v) for k, v in self.metric.details.items() if not _is_per_sample(v)}
+        d = getattr(self.metric, "details", {})  # a plain torchmetrics Metric has none
+        details = {k: json_value(v) for k, v in d.items() if not _is_per_sample(v)}
         details["n_skipped_by_cli"] = len(self.skipped)
         if self.spec.columns:
             table = per_sample(self.metric)
