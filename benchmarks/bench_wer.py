@@ -65,9 +65,9 @@ def main() -> None:
 
     _run(metric, audio[:2], refs[:2], per_clip=False, device=device)  # warm-up: tokenizer, mel filters, kernels
     t_single = _run(metric, audio, refs, per_clip=True, device=device)
-    single_texts = metric.details["transcripts"]
+    single_texts = metric.details["transcript"]
     t_batched = _run(metric, audio, refs, per_clip=False, device=device)
-    same = metric.details["transcripts"] == single_texts
+    same = metric.details["transcript"] == single_texts
 
     print(
         f"device={device} model={args.model} ({net.checkpoint_id}) clips={args.clips} x {args.seconds:g} s, "

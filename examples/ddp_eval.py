@@ -63,7 +63,7 @@ def main() -> None:
         "fd_passt": float(fd.compute()),
         "kl_passt": float(kl.compute()),
         "n_preds": fd.details["n_preds"],
-        "n_pairs": kl.details["n_pairs"],
+        "n_pairs": kl.details["n_samples"],
     }
     if rank == 0:
         if args.tiny:

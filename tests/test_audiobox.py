@@ -38,6 +38,11 @@ SMALL_MODEL = {"nth_layer": 3}
 WIN = 160000
 
 
+def scores(d) -> torch.Tensor:
+    """(N, 4) per-clip scores in AXES order from details / per_sample()."""
+    return torch.stack([d[axis] for axis in AXES], dim=1)
+
+
 def small_audiobox(seed: int = 0, **kw) -> Audiobox:
     torch.manual_seed(seed)
     net = Audiobox(pretrained=False, encoder_config=SMALL_ENCODER, model_config=SMALL_MODEL, **kw)
@@ -96,9 +101,9 @@ def test_golden_parity_full_size(tmp_path, fill_v1):
     pred = raw * net.target_std + net.target_mean
     assert (pred - torch.cat([c["window_pred"] for c in clips])).abs().max() <= 2e-5
     result = metric.compute()
-    scores = metric.details["scores"]
+    got = scores(metric.details)
     expected = torch.stack([c["scores"] for c in clips])
-    assert (scores - expected).abs().max() <= 5e-5
+    assert (got - expected).abs().max() <= 5e-5
     for j, axis in enumerate(AXES):
         assert float(result[axis]) == pytest.approx(float(expected[:, j].mean()), abs=5e-5)
     assert [float(s) for s in metric.details["PQ"]] == pytest.approx([c["score_PQ"] for c in clips], abs=5e-5)
@@ -244,9 +249,10 @@ def test_metric_mono_then_resample_per_call_rates_and_details():
     w1 = resample(mono, 44100, 16000, "torchaudio_functional")
     expected = net([w0, w1])
     d = metric.details
-    assert torch.allclose(d["scores"], expected, atol=1e-6)
+    assert torch.allclose(scores(d), expected, atol=1e-6)
+    with pytest.warns(FutureWarning, match="scores"):
+        assert torch.equal(d["scores"], scores(metric.per_sample()))  # deprecated (N, 4) form
     for j, axis in enumerate(AXES):
-        assert torch.equal(d[axis], d["scores"][:, j])
         assert float(result[axis]) == pytest.approx(float(expected[:, j].mean()), abs=1e-6)
     assert d["duration_s"].tolist() == pytest.approx([1.0, 2.0])
     assert d["num_windows"].tolist() == [1, 1]
@@ -260,7 +266,7 @@ def test_metric_mono_then_resample_per_call_rates_and_details():
 
 def test_metric_bad_inputs():
     metric = AudioboxAesthetics(sample_rate=16000, backbone=small_audiobox())
-    with pytest.raises(ValueError, match="no clips"), pytest.warns(UserWarning, match="before the ``update``"):
+    with pytest.raises(ValueError, match="no scored samples"), pytest.warns(UserWarning, match="before the ``update``"):
         metric.compute()
     with pytest.raises(ValueError, match="NaN"):
         metric.update(torch.full((1, 100), float("nan")))
@@ -295,7 +301,7 @@ def _ddp_worker(rank: int, world: int, clips: list[torch.Tensor]) -> dict:
         "with_ids": {k: float(v) for k, v in with_ids.items()},
         "ids_details": m_ids.details,
         "result": {k: float(v) for k, v in result.items()},
-        "scores": metric.details["scores"],
+        "scores": scores(metric.details),
         "n": metric.details["n_samples"],
         "duration": metric.details["duration_s"],
     }
@@ -311,7 +317,7 @@ def test_ddp_equals_single_process():
     expected = single.compute()
     for r in out:
         assert r["n"] == 4
-        assert torch.allclose(r["scores"], single.details["scores"], atol=1e-5)  # rank 0's clips first
+        assert torch.allclose(r["scores"], scores(single.details), atol=1e-5)  # rank 0's clips first
         assert torch.equal(r["duration"], single.details["duration_s"])
         for axis in AXES:
             assert r["result"][axis] == pytest.approx(float(expected[axis]), abs=1e-5)
@@ -320,7 +326,7 @@ def test_ddp_equals_single_process():
     expected3 = first3.compute()
     for r in out:
         d = r["ids_details"]
-        assert d["n_samples"] == 3 and d["n_duplicates_dropped"] == 1 and d["sample_id"].tolist() == [0, 1, 2]
-        assert torch.allclose(d["scores"], first3.details["scores"], atol=1e-5)
+        assert d["n_samples"] == 3 and d["n_duplicates_dropped"] == 1 and d["ids"].tolist() == [0, 1, 2]
+        assert torch.allclose(scores(d), scores(first3.details), atol=1e-5)
         for axis in AXES:
             assert r["with_ids"][axis] == pytest.approx(float(expected3[axis]), abs=1e-5)

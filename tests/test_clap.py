@@ -221,7 +221,7 @@ def test_full_size_golden_parity(golden, protocol, fill_v1):
 
     # The metric's number: FastVideo's per-pair cosine / av-benchmark's laion_clap cosine and its mean.
     ref = gp["cosine"] if protocol == "fastvideo" else gp["cosine_laion_code"]
-    torch.testing.assert_close(metric.details["cosine"], ref.to(torch.float64), rtol=0, atol=COSINE_ATOL)
+    torch.testing.assert_close(metric.details["score"], ref.to(torch.float64), rtol=0, atol=COSINE_ATOL)
     assert float(value) == pytest.approx(float(ref.to(torch.float64).mean()), abs=COSINE_ATOL)
     if protocol == "av-benchmark":
         assert float(value) == pytest.approx(gp["score_mean"], abs=COSINE_ATOL)
@@ -458,7 +458,7 @@ def test_batch_composition_does_not_change_scores(protocol):
     for i in reversed(range(len(clips))):
         single.update([clips[i]], [texts[i]])
     single.compute()
-    torch.testing.assert_close(batched.details["cosine"], single.details["cosine"].flip(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(batched.per_sample()["score"], single.per_sample()["score"].flip(0), rtol=0, atol=1e-6)
     assert float(value) == pytest.approx(float(single.compute()), abs=1e-7)
     if protocol == "fastvideo":
         waves = [clap_waveform(c[None] if c.ndim == 1 else c, 16000, protocol) for c in clips]
@@ -476,14 +476,14 @@ def test_cosine_and_mean_by_independent_formula():
     audio = net.embed_audio([clap_waveform(c[None] if c.ndim == 1 else c, 16000, "fastvideo") for c in clips])
     text = net.embed_text(texts)
     expected = (audio.double() * text.double()).sum(-1) / (audio.double().norm(dim=-1) * text.double().norm(dim=-1))
-    torch.testing.assert_close(metric.details["cosine"], expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(metric.per_sample()["score"], expected, rtol=0, atol=1e-6)
     assert float(value) == pytest.approx(float(expected.mean()), abs=1e-6)
     assert value.dtype == torch.float64 and metric.details["n_samples"] == len(clips)
-    assert metric.details["scored"].all()
+    assert metric.details["n_skipped_silent"] == 0
     assert not any(k.startswith(("backbone", "_backbone")) for k in metric.state_dict())
     assert not any(p.requires_grad for p in net.parameters())
     metric.reset()
-    with pytest.raises(ValueError, match="no scored clip"):
+    with pytest.raises(ValueError, match="no scored samples"):
         metric.compute()
 
 
@@ -503,8 +503,10 @@ def test_silence_policy():
     fv.update([loud, silent, loud], ["w5", "w6", "w7"])
     value = fv.compute()
     assert torch.isfinite(value)
-    assert fv.details["n_skipped_silent"] == 1 and fv.details["scored"].tolist() == [True, False, True]
-    assert fv.details["cosine"].shape == (2,)
+    assert fv.details["n_skipped_silent"] == 1 and fv.details["skipped_ids"].tolist() == [-1]
+    assert fv.details["score"].shape == (2,) and fv.details["n_samples"] == 2
+    with pytest.warns(FutureWarning, match="scored"):
+        assert fv.details["scored"].tolist() == [True, False, True]  # deprecated: one flag per clip seen
     only_silent = CLAPScore(sample_rate=16000, backbone=small_net("fastvideo"), tokenizer=tok)
     only_silent.update([silent], ["w5"])
     with pytest.raises(ValueError, match="1 silent clips skipped"):
@@ -529,12 +531,13 @@ def test_repeated_ids_are_counted_once():
     with_ids.update([clips[i] for i in order[2:]], [texts[i] for i in order[2:]], ids=torch.tensor(order[2:]))
     value = with_ids.compute()
     assert float(value) == pytest.approx(float(expected), abs=1e-6)  # float32 batch-composition noise
-    torch.testing.assert_close(with_ids.details["cosine"], plain.details["cosine"], rtol=0, atol=1e-6)
-    assert with_ids.details["sample_id"].tolist() == [0, 1, 2]  # sorted by id; id 3 is the silent clip
-    assert with_ids.details["scored"].tolist() == plain.details["scored"].tolist() == [True, True, True, False]
+    rows, plain_rows = with_ids.per_sample(), plain.per_sample()
+    torch.testing.assert_close(rows["score"], plain_rows["score"], rtol=0, atol=1e-6)
+    assert rows["ids"].tolist() == [0, 1, 2]  # sorted by id; id 3 is the silent clip
+    assert with_ids.details["skipped_ids"].tolist() == [3] and plain.details["skipped_ids"].tolist() == [-1]
     assert with_ids.details["n_duplicates_dropped"] == 2 and with_ids.details["n_skipped_silent"] == 1
-    assert with_ids.details["n_samples"] == plain.details["n_samples"] == 4
-    assert plain.details["sample_id"].tolist() == [-1, -1, -1] and plain.details["n_duplicates_dropped"] == 0
+    assert with_ids.details["n_samples"] == plain.details["n_samples"] == 3  # scored clips only
+    assert plain_rows["ids"].tolist() == [-1, -1, -1] and plain.details["n_duplicates_dropped"] == 0
     with pytest.raises(ValueError, match="`ids` must hold one integer per sample"):
         with_ids.update(clips[:2], texts[:2], ids=[0])
     with pytest.raises(ValueError, match="`ids` must be non-negative"):
@@ -544,12 +547,14 @@ def test_repeated_ids_are_counted_once():
 def test_bad_inputs():
     metric = CLAPScore(sample_rate=16000, backbone=small_net("fastvideo"), tokenizer=word_tokenizer())
     audio = torch.randn(2, 16000) * 0.1
-    with pytest.raises(ValueError, match=r"`target` has 1 prompts for 2 audio clips"):
+    with pytest.raises(ValueError, match=r"`target` has 1 texts for 2 clips"):
         metric.update(audio, ["w5"])
-    with pytest.raises(ValueError, match=r"`target\[1\]` is an empty prompt"):
+    with pytest.raises(ValueError, match=r"`target\[1\]` is empty"):
         metric.update(audio, ["w5", "  "])
-    with pytest.raises(ValueError, match=r"`target` must be a list of prompt strings"):
+    with pytest.raises(ValueError, match=r"`target\[0\]` must be a string"):
         metric.update(audio, [5, 6])
+    with pytest.raises(ValueError, match=r"`target` must be a list of strings, one per sample, got a bare str"):
+        metric.update(audio[:1], "w5")
     with pytest.raises(ValueError, match=r"`preds\[0\]` contains NaN"):
         metric.update(torch.full((1, 100), float("nan")), ["w5"])
     with pytest.raises(ValueError, match="`sample_rate` is required"):
@@ -573,7 +578,7 @@ def _ddp_worker(rank: int, world: int) -> tuple[float, torch.Tensor, torch.Tenso
     mine = slice(0, half) if rank == 0 else slice(half, None)
     metric.update(clips[mine] + [torch.zeros(1, 800)] * rank, texts[mine] + ["w9"] * rank)  # rank 1: one silent clip
     value = metric.compute()
-    return float(value), metric.details["cosine"], metric.details["scored"]
+    return float(value), metric.per_sample()["score"], metric.details["skipped_ids"]
 
 
 @pytest.mark.ddp
@@ -583,7 +588,7 @@ def test_ddp_matches_single_process():
     single = CLAPScore(sample_rate=16000, backbone=small_net("fastvideo"), tokenizer=word_tokenizer())
     single.update(clips + [torch.zeros(1, 800)], texts + ["w9"])
     value = float(single.compute())
-    for rank_value, cosine, scored in results:
+    for rank_value, cosine, skipped in results:
         assert rank_value == pytest.approx(value, abs=1e-6)
-        torch.testing.assert_close(cosine, single.details["cosine"], rtol=0, atol=1e-6)  # rank 0's samples first
-        assert scored.tolist() == single.details["scored"].tolist()
+        torch.testing.assert_close(cosine, single.details["score"], rtol=0, atol=1e-6)  # rank 0's samples first
+        assert skipped.tolist() == single.details["skipped_ids"].tolist() == [-1]

@@ -25,8 +25,8 @@ from torchmetrics_av import (
 from torchmetrics_av.backbones import PaSST, Whisper
 from torchmetrics_av.backbones.whisper import OFFICIAL_DIMS
 from torchmetrics_av.cli import METRICS, main
-from torchmetrics_av.cli.random_weights import TINY_CONFIGS, random_backbone
 from torchmetrics_av.io import read_audio, read_video
+from torchmetrics_av.testing import TINY_CONFIGS, tiny_backbone
 
 
 def desync_available() -> bool:
@@ -48,8 +48,7 @@ def folders(tmp_path):
 
 
 def _tiny() -> PaSST:
-    torch.manual_seed(0)
-    return PaSST(pretrained=False, embed_dim=32, depth=1, num_heads=2)
+    return tiny_backbone("passt")  # the CLI's --random-weights tiny PaSST
 
 
 def _read(path):
@@ -221,7 +220,7 @@ def test_every_metric_equals_python_api(av_folders, tmp_path, capsys):
 
     # The same data through the Python API, batched as the CLI batches: generated files with a reference first
     # (a0, v0), then the others (a1, v1; bad.mp4 is undecodable), two per call, then the extra reference.
-    bb = {k: random_backbone(k, "tiny", "fastvideo") for k in ("passt", "clap", "whisper", "audiobox", "imagebind")}
+    bb = {k: tiny_backbone(k) for k in ("passt", "clap", "whisper", "audiobox", "imagebind")}
     fd = FrechetAudioDistance(backbone=bb["passt"], batch_size=2)
     kl = PaSSTKLDivergence(backbone=bb["passt"], batch_size=2)
     clap = CLAPScore(backbone=bb["clap"], batch_size=2)
@@ -253,7 +252,7 @@ def test_every_metric_equals_python_api(av_folders, tmp_path, capsys):
     assert m["wer"] == pytest.approx(float(wer.compute()), rel=1e-12)
     assert m["aesthetics"] == pytest.approx({k: float(v) for k, v in aes.compute().items()}, rel=1e-12)
     assert m["imagebind"] == pytest.approx(float(ib.compute()), rel=1e-12)
-    assert doc["details"]["wer"]["n_samples"] == 2 and doc["details"]["clap"]["n_scored"] == 3
+    assert doc["details"]["wer"]["n_samples"] == 2 and doc["details"]["clap"]["n_samples"] == 3
 
     with open(per) as f:
         rows = {r["stem"]: r for r in csv.DictReader(f)}
@@ -261,19 +260,19 @@ def test_every_metric_equals_python_api(av_folders, tmp_path, capsys):
     assert rows["bad"]["error"] and rows["bad"]["file"] == "bad.mp4" and rows["bad"]["aesthetics_PQ"] == ""
     num = lambda stems, col: [float(rows[s][col]) for s in stems]  # noqa: E731
     assert num(["a0", "v0"], "kl_passt") == pytest.approx(kl.details["kl_softmax"].tolist(), rel=1e-9)
-    assert num(["a0", "v0", "a1"], "clap_cosine") == pytest.approx(clap.details["cosine"].tolist(), rel=1e-9)
+    assert num(["a0", "v0", "a1"], "clap_cosine") == pytest.approx(clap.details["score"].tolist(), rel=1e-9)
     assert num(["v0", "a1"], "wer") == pytest.approx(wer.details["wer"].tolist(), rel=1e-9)
-    assert [rows[s]["wer_transcript"] for s in ("v0", "a1")] == wer.details["transcripts"]
+    assert [rows[s]["wer_transcript"] for s in ("v0", "a1")] == wer.details["transcript"]
     assert "empty after" in rows["v1"]["wer_error"] and rows["v1"]["wer"] == ""
     for axis in ("CE", "CU", "PC", "PQ"):
         assert num(["a0", "v0", "a1", "v1"], f"aesthetics_{axis}") == pytest.approx(aes.details[axis].tolist())
-    assert num(["v0", "v1"], "imagebind_cosine") == pytest.approx(ib.details["cosine"].tolist(), rel=1e-9)
+    assert num(["v0", "v1"], "imagebind_cosine") == pytest.approx(ib.details["score"].tolist(), rel=1e-9)
     assert rows["a0"]["imagebind_cosine"] == ""
 
     if desync_available():
         from torchmetrics_av.av.desync import DeSync
 
-        ds = DeSync(backbone=random_backbone("synchformer", "tiny", "fastvideo"))
+        ds = DeSync(backbone=tiny_backbone("synchformer"))
         ds.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
         ds.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
         assert m["desync"] == pytest.approx(float(ds.compute()), rel=1e-12)
@@ -343,7 +342,7 @@ def test_weights_dir_official_file_name(folders, tmp_path):
     gen, _ = folders
     wd = tmp_path / "weights"
     wd.mkdir()
-    net = random_backbone("whisper", "tiny", "fastvideo")
+    net = tiny_backbone("whisper")
     dims = {**OFFICIAL_DIMS["tiny"], **TINY_CONFIGS["whisper"]["dims"]}
     torch.save({"dims": dims, "model_state_dict": net.model.state_dict()}, wd / "base.pt")
     texts = tmp_path / "t.csv"
@@ -362,7 +361,7 @@ def test_weights_dir_official_file_name(folders, tmp_path):
 
 
 def test_av_benchmark_protocol_and_duration(av_folders, tmp_path, capsys):
-    """--protocol av-benchmark --duration reaches every metric (FD/KL audio_length, CLAP unfused, IB, DeSync)."""
+    """--protocol av-benchmark --duration reaches every metric that truncates (FD/KL, CLAP unfused, IB, DeSync)."""
     gen, ref, prompts, _ = av_folders
     out = tmp_path / "avb.json"
     metrics = "kl_passt,clap,imagebind" + (",desync" if desync_available() else "")
@@ -376,12 +375,12 @@ def test_av_benchmark_protocol_and_duration(av_folders, tmp_path, capsys):
     a1, sr_a1 = read_audio(gen / "a1.flac")
     v0, sr_v0, f0, fps0 = _video(gen / "v0.mp4")
     v1, sr_v1, f1, fps1 = _video(gen / "v1.mp4")
-    kl = PaSSTKLDivergence(protocol="av-benchmark", backbone=random_backbone("passt", "tiny", ""), audio_length=4.8)
+    kl = PaSSTKLDivergence(protocol="av-benchmark", backbone=tiny_backbone("passt"), duration=4.8)
     kl.update([a0, v0], [read_audio(ref / f"{s}.wav")[0] for s in ("a0", "v0")], [sr_a0, sr_v0], 22050)
-    clap = CLAPScore(protocol="av-benchmark", backbone=random_backbone("clap", "tiny", "av-benchmark"))
+    clap = CLAPScore(protocol="av-benchmark", backbone=tiny_backbone("clap", protocol="av-benchmark"), duration=4.8)
     clap.update([a0, v0], ["rain, on a roof", "a dog barks"], sample_rate=[sr_a0, sr_v0])
     clap.update([a1], ["a violin"], sample_rate=[sr_a1])
-    ib = ImageBindScore(protocol="av-benchmark", backbone=random_backbone("imagebind", "tiny", ""), duration=4.8)
+    ib = ImageBindScore(protocol="av-benchmark", backbone=tiny_backbone("imagebind"), duration=4.8)
     ib.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
     ib.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
     m = doc["metrics"]
@@ -391,7 +390,7 @@ def test_av_benchmark_protocol_and_duration(av_folders, tmp_path, capsys):
     if desync_available():
         from torchmetrics_av.av.desync import DeSync
 
-        ds = DeSync(protocol="av-benchmark", backbone=random_backbone("synchformer", "tiny", ""), duration=4.8)
+        ds = DeSync(protocol="av-benchmark", backbone=tiny_backbone("synchformer"), duration=4.8)
         ds.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
         ds.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
         assert m["desync"] == pytest.approx(float(ds.compute()), rel=1e-12)

@@ -18,9 +18,9 @@ from tests.test_cli import _write_video
 from torchmetrics_av import FrechetAudioDistance, PaSSTKLDivergence
 from torchmetrics_av.cli import METRICS, main
 from torchmetrics_av.cli.feeds import GeneratedAudio
-from torchmetrics_av.cli.random_weights import random_backbone
 from torchmetrics_av.cli.registry import MetricSpec
 from torchmetrics_av.io import read_audio
+from torchmetrics_av.testing import tiny_backbone
 
 SR = 16000
 # The example: a 4 s 16-bit WAV cut to 3,000 bytes (libsndfile alone reads it as a 0.09 s clip).
@@ -80,7 +80,7 @@ def test_truncated_and_corrupt_files_are_broken_not_scored(bad_folders, tmp_path
 
     # The same numbers as the Python API on the good files only (the truncated generated file's reference, cut.wav,
     # still counts as an FD reference, fed after the unpaired references, as before).
-    net = random_backbone("passt", "tiny", "fastvideo")
+    net = tiny_backbone("passt")
     fd, kl = FrechetAudioDistance(backbone=net, batch_size=2), PaSSTKLDivergence(backbone=net, batch_size=2)
     g = [read_audio(gen / f"c{i}.wav")[0] for i in range(3)]
     r = [read_audio(ref / f"c{i}.wav")[0] for i in range(3)]
@@ -129,7 +129,7 @@ def test_one_refused_clip_never_ends_the_run(tmp_path, capsys):
     assert "kl_passt skipped short" in err and "Traceback" not in err
     assert doc["per_sample"]["short"]["kl_passt_error"] == skipped["kl_passt"]["short"]
     # KL over the pairs it took, fed one at a time after the batch was refused.
-    net = random_backbone("passt", "tiny", "fastvideo")
+    net = tiny_backbone("passt")
     kl = PaSSTKLDivergence(backbone=net, batch_size=4)
     for s in ("c0", "c1"):
         kl.update([read_audio(gen / f"{s}.wav")[0]], [read_audio(ref / f"{s}.wav")[0]], sample_rate=SR)

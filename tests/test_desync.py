@@ -23,7 +23,7 @@ from tests.test_synchformer import (  # noqa: F401 - fixtures used by name
     golden_video,
     load_pair,
 )
-from torchmetrics_av import DeSync
+from torchmetrics_av import DeSync, testing
 from torchmetrics_av.backbones.synchformer import Synchformer, SynchformerMel, segment_audio, segment_video
 from torchmetrics_av.functional.desync import desync_from_logits, offset_grid, offsets_from_logits
 from torchmetrics_av.preprocessing import (
@@ -39,8 +39,7 @@ GOLDEN_PROTOCOL = {"fastvideo": "fastvideo", "avbench": "av-benchmark"}
 
 
 def tiny_backbone(seed: int = 0) -> Synchformer:
-    torch.manual_seed(seed)
-    return Synchformer(pretrained=False, **TINY)
+    return testing.tiny_backbone("synchformer", seed=seed, **TINY)
 
 
 def av_pair(seconds: float, fps: float = 25.0, sr: int = 16000, seed: int = 0, hw: tuple[int, int] = (24, 40)):
@@ -203,10 +202,12 @@ def test_batch_composition_and_input_forms_do_not_change_results() -> None:
     a, b = one_by_one.details, metric.details
     torch.testing.assert_close(a["logits_front"], b["logits_front"], rtol=0, atol=1e-5)
     torch.testing.assert_close(a["logits_back"], b["logits_back"], rtol=0, atol=1e-5)
-    assert torch.equal(a["desync"], b["desync"]) and float(value) == float(one_by_one.compute())
+    assert torch.equal(a["offset"], b["offset"]) and float(value) == float(one_by_one.compute())
     assert b["num_segments"].tolist() == [14, 16] and b["n_samples"] == 2
-    assert value.dtype == torch.float64 and float(value) == pytest.approx(float(b["desync"].mean()), abs=1e-12)
-    assert torch.equal(b["desync"], (b["desync_front"] + b["desync_back"]) / 2)
+    assert value.dtype == torch.float64 and float(value) == pytest.approx(float(b["offset"].mean()), abs=1e-12)
+    assert torch.equal(b["offset"], (b["offset_front"].abs() + b["offset_back"].abs()) / 2)
+    with pytest.warns(FutureWarning, match="desync_front"):
+        assert torch.equal(b["desync_front"], b["offset_front"].abs())  # deprecated key
 
 
 def test_only_window_segments_are_encoded_and_windows_are_first_and_last_14() -> None:
@@ -255,10 +256,11 @@ def test_metric_state_and_forward() -> None:
     assert batch_value.dtype == torch.float64 and float(batch_value) == float(metric.compute())
     assert 0.0 <= float(batch_value) <= 2.0 and float(batch_value * 10) == pytest.approx(round(float(batch_value * 10)))
     metric.reset()
-    with pytest.raises(ValueError, match="update"), pytest.warns(UserWarning, match="before the ``update``"):
-        metric.compute()
     with pytest.raises(RuntimeError, match="compute"):
         _ = metric.details
+    with pytest.raises(ValueError, match="update"), pytest.warns(UserWarning, match="before the ``update``"):
+        metric.compute()
+    assert metric.details["n_samples"] == 0  # the counts of a compute() that had nothing to reduce
 
 
 def test_bad_inputs_raise_clear_errors() -> None:
@@ -285,7 +287,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
     avb = DeSync(sample_rate=16000, video_fps=25.0, protocol="av-benchmark", backbone=tiny_backbone())
     with pytest.raises(ValueError, match="duration"):
         avb.update(audio[None], video[None])  # 5 s clip, default duration 8 s
-    assert len(metric.sample_id) == 0 and len(metric.desync) == 0  # failed updates left no partial state
+    assert len(metric.sample_id) == 0 and len(metric.offset) == 0  # failed updates left no partial state
 
 
 def _ddp_desync(rank: int, world: int, seeds: list[int]) -> dict[str, Any]:
@@ -310,7 +312,7 @@ def test_ddp_equals_single_process() -> None:
     for res in results:
         assert res["value"] == pytest.approx(single, abs=1e-12) and res["n_samples"] == 3
         torch.testing.assert_close(res["logits_front"], metric.details["logits_front"], rtol=0, atol=1e-5)
-        assert torch.equal(res["desync"], metric.details["desync"])
+        assert torch.equal(res["offset"], metric.details["offset"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -375,7 +377,7 @@ def _golden_metric(net: Synchformer, name: str, prefix: str, afeats_from_golden:
         assert int(det[f"logits_{side}"][0].argmax()) == d[f"{prefix}.argmax_{side}"]
         assert float(det[f"offset_{side}"][0]) == d[f"{prefix}.offset_{side}_s"]
         torch.testing.assert_close(det[f"logits_{side}"][0], d[f"{prefix}.logits_{side}"], rtol=0, atol=LOGITS_ATOL)
-    assert value == d[f"{prefix}.desync"] == float(det["desync"][0])
+    assert value == d[f"{prefix}.desync"] == float(det["offset"][0])
     if prefix == "fastvideo":
         assert value == d["fastvideo.metric_score"]
 
@@ -427,6 +429,6 @@ def test_repeated_ids_are_counted_once() -> None:
     with_ids.update([audio2], [video2], ids=[7])
     with_ids.update([audio, audio2], [video, video2], ids=[3, 7])  # id 7 repeated (a DistributedSampler pad)
     assert float(with_ids.compute()) == pytest.approx(float(plain.compute()), abs=1e-12)
-    assert with_ids.details["n_duplicates_dropped"] == 1 and with_ids.details["sample_id"].tolist() == [3, 7]
+    assert with_ids.details["n_duplicates_dropped"] == 1 and with_ids.details["ids"].tolist() == [3, 7]
     with pytest.raises(ValueError, match="ids"):
         with_ids.update([audio], [video], ids=[1, 2])

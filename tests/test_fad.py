@@ -14,6 +14,7 @@ from tests.ddp import run_ddp
 from torchmetrics_av import FrechetAudioDistance
 from torchmetrics_av.backbones import PaSST
 from torchmetrics_av.functional import frechet_distance, frechet_distance_from_features, gaussian_from_sums
+from torchmetrics_av.testing import tiny_backbone
 
 FORMULA_ATOL = 2e-5  # README §7: vs the references' own FD on the regenerated sets
 STREAM_ATOL = 1e-6  # README §7: float64 streaming moments vs stream64.*
@@ -23,8 +24,7 @@ TINY = dict(embed_dim=16, depth=1, num_heads=2)
 
 
 def tiny_passt(seed: int = 0) -> PaSST:
-    torch.manual_seed(seed)
-    return PaSST(pretrained=False, **TINY)
+    return tiny_backbone("passt", seed=seed, **TINY)
 
 
 def audio_batch(n: int, seconds: float = 0.5, sr: int = 16000, seed: int = 0) -> torch.Tensor:
@@ -197,13 +197,20 @@ def test_silent_and_nonfinite_are_counted(tiny):
     assert av.details["n_preds"] == 4 and av.details["n_preds_skipped_silent"] == 0
 
 
-def test_forward_updates_and_returns_none(tiny):
+def test_forward_returns_the_batch_fd_or_none(tiny):
     x = audio_batch(3, seed=9)
     fd = FrechetAudioDistance(sample_rate=16000, backbone=tiny)
-    assert fd(preds=x[:1]) is None  # a 1-sample batch must not corrupt the state
-    fd(preds=x[1:], target=x)
+    assert fd(preds=x[:1]) is None  # fewer than 2 embeddings per side: no batch FD, and the state is intact
+    batch = fd(preds=x[1:], target=x)
+    alone = FrechetAudioDistance(sample_rate=16000, backbone=tiny)
+    alone.update(preds=x[1:], target=x)
+    torch.testing.assert_close(batch, alone.compute(), rtol=1e-12, atol=1e-12)  # this batch alone
     fd.compute()
     assert fd.details["n_preds"] == 3 and fd.details["n_target"] == 3
+    with pytest.raises(ValueError, match="NaN"):
+        fd(preds=x, target=torch.full((2, 800), float("nan")))
+    fd.compute()
+    assert fd.details["n_preds"] == 3 and fd.details["n_target"] == 3  # the failed batch added nothing
 
 
 def test_reset_real_features(tiny):
@@ -407,6 +414,12 @@ def test_ids_without_repeats_equal_no_ids(tiny):
     b.update(preds=x[:1], ids=[0])  # a repeat: dropped
     torch.testing.assert_close(b.compute(), a.compute(), rtol=1e-9, atol=1e-9)
     assert b.details["n_preds_duplicates_dropped"] == 1
+    rows = b.per_sample()  # only the clips given with ids are rows; the others are in the float64 sums
+    assert rows["preds_ids"].tolist() == [0, 1] and rows["target_ids"].tolist() == [0, 1]
+    assert rows["preds_embeddings"].shape == (2, TINY["embed_dim"]) and rows["preds_embeddings"].dtype == torch.float64
+    alone = FrechetAudioDistance(sample_rate=16000, backbone=tiny)
+    alone.update(preds=x[:2], target=y[:2], ids=[0, 1], target_ids=[0, 1])
+    assert torch.equal(alone.per_sample()["target_embeddings"], rows["target_embeddings"])
     with pytest.raises(ValueError, match="ids"):
         b.update(preds=x[:2], ids=[0])
     with pytest.raises(ValueError, match="non-negative"):

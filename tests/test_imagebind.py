@@ -371,8 +371,8 @@ def test_metric_reproduces_golden_scores(golden, protocol):
         p = _pair(golden, pair)
         # int16 audio and the tensor (B, F, C, H, W) form go through the public input conversions.
         pcm = golden["inputs"][pair]["audio_pcm_int16"]
-        metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol=protocol, backbone=stub,
-                                duration=p["duration"])  # fmt: skip
+        duration = {"duration": p["duration"]} if protocol == "av-benchmark" else {}  # whole clips under fastvideo
+        metric = ImageBindScore(sample_rate=p["sr"], video_fps=p["fps"], protocol=protocol, backbone=stub, **duration)
         metric.update(pcm.unsqueeze(0), p["frames"].unsqueeze(0))
         score = metric.compute()
         assert abs(float(score) - golden["outputs"][pair][key]["ib_score"]) <= SCORE_ATOL
@@ -391,7 +391,7 @@ def test_metric_mixed_batch_matches_golden_per_sample(golden):
                   sample_rate=[p["sr"] for p in pairs], video_fps=[p["fps"] for p in pairs])  # fmt: skip
     score = metric.compute()
     expected = torch.tensor([golden["outputs"][p]["fastvideo"]["ib_score"] for p in PAIRS], dtype=torch.float64)
-    torch.testing.assert_close(metric.details["cosine"], expected, atol=SCORE_ATOL, rtol=0)
+    torch.testing.assert_close(metric.details["score"], expected, atol=SCORE_ATOL, rtol=0)
     assert metric.details["n_samples"] == 2
     assert abs(float(score) - float(expected.mean())) <= SCORE_ATOL
 
@@ -404,21 +404,21 @@ def test_metric_mixed_batch_matches_golden_per_sample(golden):
 def test_metric_is_independent_of_batch_composition(protocol):
     net = _small()
     audio, video, rates, fps = _synthetic_pairs(3)
-    kw = dict(protocol=protocol, backbone=net, duration=4.0)
+    kw = dict(protocol=protocol, backbone=net, duration=4.0 if protocol == "av-benchmark" else None)
     together = ImageBindScore(clip_batch_size=64, **kw)
     together.update(audio, video, sample_rate=rates, video_fps=fps)
     apart = ImageBindScore(clip_batch_size=1, **kw)
     for a, v, r, f in zip(audio, video, rates, fps):
         apart.update([a], [v], sample_rate=r, video_fps=f)
     torch.testing.assert_close(together.compute(), apart.compute(), atol=BATCH_ATOL, rtol=0)
-    torch.testing.assert_close(together.details["cosine"], apart.details["cosine"], atol=BATCH_ATOL, rtol=0)
+    torch.testing.assert_close(together.details["score"], apart.details["score"], atol=BATCH_ATOL, rtol=0)
     # The score is a plain cosine of the clip means: recompute it from the backbone by hand.
     for i, (a, v, r, f) in enumerate(zip(audio, video, rates, fps)):
         a_mean = net.embed_audio(imagebind_audio_clips(a, r)).mean(0)
         v_clips = imagebind_fastvideo_clips(v, f) if protocol == "fastvideo" else imagebind_avbench_clips(v, f, 4.0)
         v_mean = net.embed_vision(v_clips).mean(0)
         cos = float(a_mean @ v_mean) / float(a_mean.norm() * v_mean.norm())
-        assert abs(cos - float(together.details["cosine"][i])) <= BATCH_ATOL
+        assert abs(cos - float(together.details["score"][i])) <= BATCH_ATOL
 
 
 def test_float_video_equals_uint8_video():
@@ -439,10 +439,10 @@ def _ddp_run(rank: int, world: int) -> dict[str, tuple[float, torch.Tensor, int]
     shard = slice(2 * rank, 2 * rank + 2) if world > 1 else slice(None)
     out = {}
     for protocol in ("fastvideo", "av-benchmark"):
-        metric = ImageBindScore(protocol=protocol, backbone=net, duration=4.0)
+        metric = ImageBindScore(protocol=protocol, backbone=net, duration=4.0 if protocol == "av-benchmark" else None)
         metric.update(audio[shard], video[shard], sample_rate=rates[shard], video_fps=fps[shard])
         value = metric.compute()
-        out[protocol] = (float(value), metric.details["cosine"].clone(), metric.details["n_samples"])
+        out[protocol] = (float(value), metric.per_sample()["score"].clone(), metric.details["n_samples"])
     return out
 
 
@@ -481,10 +481,10 @@ def test_repeated_ids_are_counted_once():
         )
     value = with_ids.compute()
     assert abs(float(value) - float(expected)) <= BATCH_ATOL
-    torch.testing.assert_close(with_ids.details["cosine"], plain.details["cosine"], atol=BATCH_ATOL, rtol=0)
-    assert with_ids.details["sample_id"].tolist() == [0, 1, 2] and with_ids.details["n_samples"] == 3
+    torch.testing.assert_close(with_ids.details["score"], plain.details["score"], atol=BATCH_ATOL, rtol=0)
+    assert with_ids.details["ids"].tolist() == [0, 1, 2] and with_ids.details["n_samples"] == 3
     assert with_ids.details["n_duplicates_dropped"] == 1 and plain.details["n_duplicates_dropped"] == 0
-    assert plain.details["sample_id"].tolist() == [-1, -1, -1]
+    assert plain.details["ids"].tolist() == [-1, -1, -1]
     with pytest.raises(ValueError, match="`ids` must hold one integer per sample"):
         with_ids.update(audio[:1], video[:1], sample_rate=rates[0], video_fps=fps[0], ids=[0, 1])
 
@@ -521,7 +521,7 @@ def test_bad_inputs_raise_clear_errors():
         ImageBindScore(protocol="av-benchmark", duration=3.0)
     with pytest.raises(ValueError, match="protocol"):
         ImageBindScore(protocol="avbench")
-    with pytest.raises(ValueError, match="no samples"):
+    with pytest.raises(ValueError, match="no scored samples"):
         m.compute()
 
 
@@ -641,7 +641,7 @@ def test_full_size_avbench_score_end_to_end(golden, imagebind_huge):
     torch.testing.assert_close(vision[0], ref["avbench"]["vision_emb"], atol=VISION_EMB_ATOL, rtol=0)
     torch.testing.assert_close(audio[0], ref["avbench"]["audio_emb"], atol=AUDIO_EMB_ATOL, rtol=0)
     assert abs(float(metric.compute()) - ref["avbench"]["ib_score"]) <= SCORE_ATOL
-    assert abs(float(metric.details["cosine"][0]) - 0.0231255423) <= SCORE_ATOL  # README §4 table
+    assert abs(float(metric.details["score"][0]) - 0.0231255423) <= SCORE_ATOL  # README §4 table
 
 
 @pytest.mark.slow

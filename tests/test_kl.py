@@ -91,7 +91,10 @@ def test_identical_pairs_give_zero_and_forward_returns_batch_mean(tiny):
     assert float(batch) > 0
     total = kl.compute()
     assert float(total) == pytest.approx(float(batch) * 2 / 5, rel=1e-9)
-    assert kl.details["n_pairs"] == 5 and kl.details["kl_softmax"].shape == (5,)
+    assert kl.details["n_samples"] == 5 and kl.details["kl_softmax"].shape == (5,)
+    rows = kl.per_sample()
+    assert sorted(rows) == ["ids", "kl_sigmoid", "kl_softmax"] and rows["ids"].tolist() == [-1] * 5
+    assert float(rows["kl_softmax"].mean()) == pytest.approx(float(total), rel=1e-12)
 
 
 def test_per_clip_rates_and_silence(tiny):
@@ -99,11 +102,56 @@ def test_per_clip_rates_and_silence(tiny):
     kl = PaSSTKLDivergence(backbone=tiny)
     assert kl([x[0], torch.zeros(800)], [x[1], x[0]], sample_rate=[16000, 8000], target_sample_rate=16000) is not None
     kl.compute()
-    assert kl.details["n_skipped_silent"] == 1 and kl.details["n_pairs"] == 1
+    assert kl.details["n_skipped_silent"] == 1 and kl.details["n_samples"] == 1
     only_silent = PaSSTKLDivergence(sample_rate=16000, backbone=tiny)
-    assert only_silent(torch.zeros(1, 800), x[:1]) is None
-    with pytest.raises(ValueError, match="no valid pairs"):
+    assert only_silent(torch.zeros(1, 800), x[:1], ids=[7]) is None
+    with pytest.raises(ValueError, match=r"no scored samples \(1 silent"):
         only_silent.compute()
+    assert only_silent.details["skipped_ids"].tolist() == [7]
+
+
+def test_failed_update_leaves_the_state_untouched(tiny):
+    x = audio_batch(2, seed=3)
+    kl = PaSSTKLDivergence(sample_rate=16000, backbone=tiny)
+    kl.update(x, x.flip(0), ids=[0, 1])
+    before = kl.per_sample()
+    calls = []
+    hook = tiny.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        for bad in (
+            lambda: kl.update(x, [x[0], torch.full((800,), float("nan"))], ids=[2, 3]),  # bad target after good preds
+            lambda: kl.update(x, x, ids=[2]),  # bad ids: checked before the model runs
+            lambda: kl(x, x[:1], ids=[2, 3]),  # forward raises the same way
+        ):
+            with pytest.raises(ValueError):
+                bad()
+    finally:
+        hook.remove()
+    assert calls == []
+    assert len(kl.sample_id) == len(kl.kl_softmax) == 1  # one appended batch, nothing from the failed ones
+    after = kl.per_sample()
+    assert torch.equal(after["ids"], before["ids"]) and torch.equal(after["kl_softmax"], before["kl_softmax"])
+
+
+def test_deprecated_names_warn_and_still_work(tiny):
+    x = audio_batch(2, seed=3)
+    with pytest.warns(FutureWarning, match="audio_length"):
+        old = PaSSTKLDivergence(sample_rate=16000, backbone=tiny, protocol="av-benchmark", audio_length=4.0)
+    assert old.duration == 4.0 and old.audio_length == 4.0
+    new = PaSSTKLDivergence(sample_rate=16000, backbone=tiny, protocol="av-benchmark", duration=4.0)
+    old.update(x, x.flip(0))
+    new.update(x, x.flip(0))
+    assert torch.equal(old.compute(), new.compute())
+    with pytest.warns(FutureWarning, match=r"details\['n_pairs'\] is deprecated"):
+        assert old.details["n_pairs"] == old.details["n_samples"] == 2
+    with pytest.warns(FutureWarning, match=r"details\['sample_id'\] is deprecated"):
+        assert old.details["sample_id"].tolist() == old.details["ids"].tolist() == [-1, -1]
+    with pytest.warns(FutureWarning, match="pair_kept"):
+        assert old.details["pair_kept"].tolist() == [True, True]
+    with pytest.raises(ValueError, match="`duration` applies to protocol='av-benchmark' only"):
+        PaSSTKLDivergence(backbone=tiny, duration=4.0)
+    with pytest.raises(ValueError, match="not both"), pytest.warns(FutureWarning):
+        PaSSTKLDivergence(backbone=tiny, protocol="av-benchmark", duration=4.0, audio_length=4.0)
 
 
 def test_bad_inputs(tiny):
@@ -114,6 +162,8 @@ def test_bad_inputs(tiny):
         kl.update(audio_batch(1), [])
     with pytest.raises(ValueError, match="batch_size"):
         PaSSTKLDivergence(batch_size=0)
+    with pytest.raises(ValueError, match=r"`preds\[1\]` lasts 0.1000 s; PaSST needs at least 0.1500 s"):
+        kl.update([audio_batch(1)[0], torch.rand(1600) - 0.5], audio_batch(2))
 
 
 def test_merge_state(tiny):

@@ -60,8 +60,11 @@ def test_protocol_waveform_rules():
     x = _noise(44100, seed=3, channels=2) + torch.tensor([[0.03], [-0.01]])
     fv = protocol_waveform(x, 44100, 32000, "fastvideo")
     assert fv.numel() == 32000 and float(fv.abs().max()) == pytest.approx(10 ** (-1 / 20), rel=1e-7)
-    av = protocol_waveform(x, 44100, 32000, "av-benchmark", audio_length=0.5)
+    av = protocol_waveform(x, 44100, 32000, "av-benchmark", duration=0.5)
     assert av.numel() == 16000
+    assert protocol_waveform(x, 44100, 32000, "av-benchmark").numel() == 32000  # the spec's 8 s: the whole 1 s clip
+    with pytest.warns(FutureWarning, match="`audio_length` is deprecated"):
+        assert torch.equal(protocol_waveform(x, 44100, 32000, "av-benchmark", audio_length=0.5), av)
     assert protocol_waveform(torch.zeros(1, 100), 32000, 32000, "fastvideo") is None
     torch.testing.assert_close(remove_dc(x).mean(dim=-1), torch.zeros(2), atol=1e-7, rtol=0)
     assert pad_or_trim(torch.ones(5), 3).tolist() == [1, 1, 1] and pad_or_trim(torch.ones(2), 3).tolist() == [1, 1, 0]
@@ -110,3 +113,28 @@ def test_as_clip_list_layouts_and_errors():
     with pytest.raises(ValueError, match="positive integer"):
         sample_rates(0, 1, "sample_rate")
     assert sample_rates(16000.0, 2, "sample_rate") == [16000, 16000]
+    for bad in (-16000, 22050.5, "16000", True, float("inf")):
+        with pytest.raises(ValueError, match="`sample_rate` must"):
+            sample_rates(bad, 1, "sample_rate")
+
+
+def test_one_text_list_rule_for_every_metric():
+    """A bare str is an error naming the argument everywhere (it used to be one sample in CLAP, an error in WER)."""
+    from torchmetrics_av.functional.wer import speech_word_error_rate
+    from torchmetrics_av.preprocessing import as_text_list
+
+    assert as_text_list(("a", "b"), "target", 2) == ["a", "b"]
+    for call in (
+        lambda: as_text_list("a dog", "target"),
+        lambda: speech_word_error_rate(["a dog"], "a dog"),
+    ):
+        with pytest.raises(ValueError, match="`target` must be a list of strings, one per sample, got a bare str"):
+            call()
+    with pytest.raises(ValueError, match="`preds` must be a list of strings"):
+        speech_word_error_rate("a dog", ["a dog"])
+    with pytest.raises(ValueError, match=r"`target\[1\]` must be a string"):
+        as_text_list(["a", 3], "target")
+    with pytest.raises(ValueError, match=r"`target\[0\]` is empty"):
+        as_text_list(["  "], "target", allow_blank=False)
+    with pytest.raises(ValueError, match="`target` has 1 texts for 2 clips"):
+        as_text_list(["a"], "target", 2)

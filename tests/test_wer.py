@@ -174,11 +174,11 @@ def test_metric_matches_golden_totals_any_batching(text_golden):
     d = m.details
     assert d["n_samples"] == len(nonempty)
     assert torch.equal(d["errors"], torch.tensor([c["errors"] for c in nonempty]))
-    assert torch.equal(d["ref_tokens"], torch.tensor([c["n_ref_tokens"] for c in nonempty]))
+    assert torch.equal(d["words"], torch.tensor([c["n_ref_tokens"] for c in nonempty]))
     assert d["char_level"].tolist() == [c["char_level"] for c in nonempty]
-    assert d["hypotheses_normalized"] == [c["hypothesis_normalized"] for c in nonempty]
-    assert d["references_normalized"] == [c["reference_normalized"] for c in nonempty]
-    assert d["transcripts"] == [h.strip() for h in hyps]
+    assert d["transcript_normalized"] == [c["hypothesis_normalized"] for c in nonempty]
+    assert d["reference_normalized"] == [c["reference_normalized"] for c in nonempty]
+    assert d["transcript"] == [h.strip() for h in hyps]
     assert torch.allclose(d["wer"], torch.tensor([c["wer"] for c in nonempty], dtype=torch.float64), atol=1e-12)
 
 
@@ -197,9 +197,9 @@ def test_metric_forward_reset_and_language_handling():
     m2.update(torch.zeros(2, 800), ["Hello, world!", "你好世界"], language="zh")  # hint: char level for both
     assert seen[-1] == [None, None]
     assert float(m2.compute()) == pytest.approx(2 / 14)  # 10 + 4 characters, 2 deleted
-    assert m2.details["transcripts"] == ["hello world", "你好"]
+    assert m2.details["transcript"] == ["hello world", "你好"]
     m.reset()
-    with pytest.raises(ValueError, match="no samples"), pytest.warns(UserWarning, match="before the ``update``"):
+    with pytest.raises(ValueError, match="no scored samples"), pytest.warns(UserWarning, match="before the ``update``"):
         m.compute()
 
 
@@ -224,7 +224,7 @@ def test_metric_resamples_with_soxr_and_averages_channels():
 def test_metric_bad_inputs():
     asr = lambda audio, languages: ["a"] * len(audio)  # noqa: E731
     m = SpeechWordErrorRate(sample_rate=16000, asr=asr)
-    with pytest.raises(ValueError, match="`target` has 1 references for 2 clips"):
+    with pytest.raises(ValueError, match="`target` has 1 texts for 2 clips"):
         m.update(torch.zeros(2, 100), ["a"])
     with pytest.raises(ValueError, match="`target` must be a list"):
         m.update(torch.zeros(1, 100), "a")
@@ -272,8 +272,8 @@ def _ddp_worker(rank: int, world: int, hyps: list[str], refs: list[str], langs: 
         "value": value,
         "idx": idx,
         "wer": d["wer"],
-        "transcripts": d["transcripts"],
-        "refs_norm": d["references_normalized"],
+        "transcript": d["transcript"],
+        "refs_norm": d["reference_normalized"],
         "char_level": d["char_level"],
         "corpus": float(d["corpus_wer"]),
     }
@@ -292,8 +292,8 @@ def test_ddp_equals_single_process(text_golden):
         assert r["value"] == pytest.approx(expected, abs=1e-12)
         assert r["corpus"] == pytest.approx(float(single.details["corpus_wer"]), abs=1e-12)
         assert torch.allclose(r["wer"], single.details["wer"], atol=0)
-        assert r["transcripts"] == [hyps[i].strip() for i in order]  # strings gathered in rank order
-        assert r["refs_norm"] == single.details["references_normalized"]
+        assert r["transcript"] == [hyps[i].strip() for i in order]  # strings gathered in rank order
+        assert r["refs_norm"] == single.details["reference_normalized"]
         assert torch.equal(r["char_level"], single.details["char_level"])
     everything = SpeechWordErrorRate(sample_rate=16000, asr=_length_asr(hyps))
     everything.update([torch.zeros(1000 + i) for i in range(9)], refs, langs)
@@ -301,9 +301,9 @@ def test_ddp_equals_single_process(text_golden):
         assert r["with_ids"] == pytest.approx(float(everything.compute()), abs=1e-12)
         d = r["ids_details"]
         assert d["n_samples"] == 9 and d["n_duplicates_dropped"] == 1
-        assert d["sample_id"].tolist() == list(range(9))
+        assert d["ids"].tolist() == list(range(9))
         assert torch.equal(d["wer"], everything.details["wer"])
-        assert d["transcripts"] == everything.details["transcripts"]
+        assert d["transcript"] == everything.details["transcript"]
 
 
 def test_ids_drop_repeats_and_sort():
@@ -312,8 +312,8 @@ def test_ids_drop_repeats_and_sort():
     m.update([torch.zeros(1002), torch.zeros(1000)], ["c d e", "a b"], ids=[2, 0])
     m.update([torch.zeros(1001), torch.zeros(1002)], ["a b", "c d e"], ids=[1, 2])  # id 2 repeated
     assert float(m.compute()) == pytest.approx(1 / 7)  # one deletion over 2 + 2 + 3 reference words
-    assert m.details["sample_id"].tolist() == [0, 1, 2]
-    assert m.details["transcripts"] == ["a b", "a", "c d e"]
+    assert m.details["ids"].tolist() == [0, 1, 2]
+    assert m.details["transcript"] == ["a b", "a", "c d e"]
     assert m.details["n_duplicates_dropped"] == 1
     with pytest.raises(ValueError, match="`ids`"):
         m.update([torch.zeros(1000)], ["a b"], ids=[-3])
@@ -397,7 +397,7 @@ def test_whisper_batched_equals_one_at_a_time_and_metric_uses_it():
     metric = SpeechWordErrorRate(sample_rate=16000, backbone=asr)
     metric.update(clips, ["a b", "c d", "e f"], language=langs)
     metric.compute()
-    assert metric.details["transcripts"] == [r.text for r in single]
+    assert metric.details["transcript"] == [r.text for r in single]
     with pytest.warns(UserWarning, match="'cjk' is not a language"):
         asr.decode([clips[0]], ["cjk"])
 
@@ -468,6 +468,6 @@ def test_whisper_golden(tmp_path, fill_v1, monkeypatch):
         assert r.language == g["decode_auto_language"][i]
         assert r.avg_logprob == pytest.approx(float(g["decode_auto_avg_logprob"][i]), abs=1e-4)
         assert r.no_speech_prob == pytest.approx(float(g["decode_auto_no_speech_prob"][i]), rel=1e-3)
-    assert metric.details["transcripts"] == list(g["decode_auto_text"])
+    assert metric.details["transcript"] == list(g["decode_auto_text"])
     expected = [score_transcript(t, ref).wer for t, ref in zip(g["decode_auto_text"], spoken)]
     assert value == pytest.approx(math.fsum(expected) / len(expected), abs=1e-12)

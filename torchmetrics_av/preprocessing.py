@@ -20,16 +20,22 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
+import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from torchmetrics_av.protocols import AVBENCH_DURATION_S, ProtocolSpec, Resampler, get_protocol
+
+# RESAMPLERS, Resampler and FASTVIDEO_PEAK_DBFS moved to protocols.py; re-exported here for existing imports.
+from torchmetrics_av.protocols import FASTVIDEO_PEAK_DBFS as FASTVIDEO_PEAK_DBFS
+from torchmetrics_av.protocols import RESAMPLERS as RESAMPLERS
+
 AudioInput = Tensor | Sequence[Tensor]
-Resampler = Literal["soxr_hq", "torchaudio", "torchaudio_functional"]
-RESAMPLERS: tuple[str, ...] = ("soxr_hq", "torchaudio", "torchaudio_functional")
 
 # int16 PCM full scale: soundfile/torchaudio/librosa all decode PCM16 as code / 32768.
 INT16_SCALE = 32768.0
@@ -100,21 +106,122 @@ def as_clip_list(audio: AudioInput, name: str = "preds", *, min_samples: int = 1
     return out
 
 
+def _is_rate(r: object) -> bool:
+    """A positive whole number of Hz: an int (or NumPy integer), or a float with an integral value such as 16000.0."""
+    if isinstance(r, bool):
+        return False
+    if isinstance(r, numbers.Integral):
+        return int(r) > 0
+    return isinstance(r, float) and math.isfinite(r) and r.is_integer() and r > 0
+
+
 def sample_rates(rate: int | Sequence[int] | None, n: int, name: str) -> list[int]:
     """Broadcast a sample rate (one int, or one per clip) to ``n`` clips.
 
     Raises:
-        ValueError: ``rate`` is missing, not a positive integer, or has the wrong length.
+        ValueError: ``rate`` is missing, not a positive integer (``0``, ``-16000``, ``22050.5``, ``"16000"``), or has
+            the wrong length.
+
+    Example:
+        >>> sample_rates(16000, 2, "sample_rate")
+        [16000, 16000]
     """
     if rate is None:
         raise ValueError(f"`{name}` is required: give the sample rate (Hz) of the audio, per metric or per update()")
-    rates = [rate] * n if isinstance(rate, int | float) else list(rate)
+    if isinstance(rate, str | bytes) or not isinstance(rate, numbers.Real | Sequence):
+        raise ValueError(f"`{name}` must be a positive integer rate in Hz (or one per clip), got {rate!r}")
+    rates = [rate] * n if isinstance(rate, numbers.Real) else list(rate)
     if len(rates) != n:
         raise ValueError(f"`{name}` has {len(rates)} entries for {n} clips; give one int or one per clip")
     for r in rates:
-        if isinstance(r, bool) or not float(r).is_integer() or int(r) <= 0:
+        if not _is_rate(r):
             raise ValueError(f"`{name}` must hold positive integer rates in Hz, got {r!r}")
     return [int(r) for r in rates]
+
+
+def check_sample_rate(rate: Any, name: str = "sample_rate") -> Any:
+    """Validate a constructor's sample rate: ``None`` (given per ``update``), one positive int, or one per clip.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+
+    Example:
+        >>> check_sample_rate(48000)
+        48000
+    """
+    if rate is None:
+        return None
+    if isinstance(rate, Sequence) and not isinstance(rate, str | bytes):
+        if len(rate) == 0:
+            raise ValueError(f"`{name}` is an empty list; give one rate in Hz or one per clip")
+        sample_rates(rate, len(rate), name)
+        return rate
+    sample_rates(rate, 1, name)
+    return rate
+
+
+def check_frame_rate(fps: Any, name: str = "video_fps") -> Any:
+    """Validate a constructor's frame rate: ``None``, one positive finite number, or one per clip.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+    """
+    if fps is None:
+        return None
+    if isinstance(fps, Sequence) and not isinstance(fps, str | bytes):
+        if len(fps) == 0:
+            raise ValueError(f"`{name}` is an empty list; give one frame rate or one per clip")
+        frame_rates(fps, len(fps), name)
+        return fps
+    frame_rates(fps, 1, name)
+    return fps
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` if it is a positive ``int`` (not a bool), else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a ``bool``, else a ``ValueError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}")
+    return value
+
+
+def as_text_list(texts: Any, name: str, n: int | None = None, *, allow_blank: bool = True) -> list[str]:
+    """Validate a batch of texts: a list (or tuple) of ``str``, one per sample.
+
+    A bare ``str`` is an error (it would otherwise be read as a list of characters, or silently as one sample).
+
+    Args:
+        texts: the batch.
+        name: argument name for the messages (``"target"``).
+        n: the expected count (the number of clips), or ``None``.
+        allow_blank: accept empty / whitespace-only strings.
+
+    Raises:
+        ValueError: a bare string, not a sequence, a non-string entry, the wrong count, or a blank entry.
+
+    Example:
+        >>> as_text_list(["a dog barks", "rain"], "target", 2)
+        ['a dog barks', 'rain']
+    """
+    if isinstance(texts, str):
+        raise ValueError(f"`{name}` must be a list of strings, one per sample, got a bare str; wrap it: [{name}]")
+    if not isinstance(texts, Sequence):
+        raise ValueError(f"`{name}` must be a list of strings, one per sample, got {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise ValueError(f"`{name}[{i}]` must be a string, got {type(t).__name__}")
+        if not allow_blank and not t.strip():
+            raise ValueError(f"`{name}[{i}]` is empty; every sample needs a non-empty text")
+    if n is not None and len(out) != n:
+        raise ValueError(f"`{name}` has {len(out)} texts for {n} clips; give one per clip")
+    return out
 
 
 def to_mono(clip: Tensor, policy: Literal["mean", "first"] = "mean") -> Tensor:
@@ -217,52 +324,63 @@ def resample(x: Tensor, orig_sr: int, target_sr: int, method: Resampler = "soxr_
 # ---------------------------------------------------------------------------------------------------------------------
 # Protocol loaders: what each reference does between "file decoded" and "model window".
 
-# FastVideo peak-normalises every clip to -1 dBFS (pyloudnorm.normalize.peak(x, -1.0)) for CLAP and PaSST.
-FASTVIDEO_PEAK_DBFS = -1.0
-# av-benchmark's --audio_length default (MMAudio tables): only the first 8 s of any clip is seen.
-AVBENCH_AUDIO_LENGTH_S = 8.0
+# Kept for imports of the old name: av-benchmark's --audio_length default (protocols.AVBENCH_DURATION_S).
+AVBENCH_AUDIO_LENGTH_S = AVBENCH_DURATION_S
+_UNSET: Any = object()
 
 
 def protocol_waveform(
     clip: Tensor,
     sample_rate: int,
     target_rate: int,
-    protocol: str,
+    protocol: str | ProtocolSpec,
     *,
     resampler: Resampler | None = None,
-    audio_length: float | None = AVBENCH_AUDIO_LENGTH_S,
+    duration: float | None = None,
+    audio_length: float | None = _UNSET,
+    float64: bool = False,
 ) -> Tensor | None:
-    """One ``(C, T)`` clip -> mono float32 ``(T',)`` at ``target_rate``, as the protocol's reference loader does it.
+    """One ``(C, T)`` clip -> mono ``(T',)`` at ``target_rate``, as the protocol's reference loader does it.
 
-    ``"fastvideo"`` (``librosa.load(sr=target, mono=True)`` + ``pyloudnorm.normalize.peak(-1 dB)``): channel mean,
-    soxr HQ resampling with librosa's length rule, peak normalisation in float64 rounded to float32, no DC removal.
-    ``"av-benchmark"`` (``AudioDataset``): channel mean, per-clip DC removal, ``torchaudio.transforms.Resample``,
-    truncation to ``audio_length`` seconds (``None`` = no truncation), no peak normalisation.
+    Channel mean; then the spec's rules in order: DC removal (``spec.remove_dc``), resampling (``spec.resampler``),
+    truncation to ``duration`` seconds (``spec.duration``), peak normalisation (``spec.peak_dbfs``, float64 gain).
+    ``"fastvideo"`` is ``librosa.load(sr=target, mono=True)`` + ``pyloudnorm.normalize.peak(-1 dB)`` (soxr HQ with
+    librosa's length rule, no DC removal, whole clip); ``"av-benchmark"`` is ``AudioDataset`` (DC removal,
+    ``torchaudio.transforms.Resample``, first 8 s, no normalisation).
 
     Args:
         clip: ``(C, T)`` float32 audio from :func:`as_clip_list`.
         sample_rate: rate of ``clip`` in Hz.
         target_rate: the model's rate in Hz.
-        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        protocol: a protocol name or :class:`~torchmetrics_av.protocols.ProtocolSpec`.
         resampler: override the protocol's resampler (see :func:`resample`).
-        audio_length: av-benchmark truncation in seconds.
+        duration: truncation in seconds; ``None`` = the protocol's (``spec.duration``, none under "fastvideo").
+        audio_length: deprecated alias of ``duration`` (``None`` also means the protocol's default).
+        float64: return the peak-normalised waveform in float64 (FastVideo hands that array to CLAP's feature
+            extractor) instead of rounding it to float32.
 
     Returns:
-        The waveform, or ``None`` for an all-zero clip under ``"fastvideo"`` (peak normalisation is undefined; the
-        reference yields NaN there, metrics count the clip as skipped).
+        The waveform (float32, or float64 with ``float64`` under peak normalisation), or ``None`` for an all-zero
+        clip under a protocol that peak-normalises (the reference yields NaN there; metrics count the clip as
+        skipped).
     """
+    spec = get_protocol(protocol)
+    if audio_length is not _UNSET:
+        warnings.warn("`audio_length` is deprecated; use `duration` (seconds)", FutureWarning, stacklevel=2)
+        duration = audio_length if duration is None else duration
     x = to_mono(clip, "mean")
-    if protocol == "fastvideo":
-        x = resample(x, sample_rate, target_rate, resampler or "soxr_hq")
-        if is_silent(x):
-            return None
-        return peak_normalize(x, FASTVIDEO_PEAK_DBFS).to(torch.float32)
-    if protocol == "av-benchmark":
-        x = resample(remove_dc(x), sample_rate, target_rate, resampler or "torchaudio")
-        if audio_length is not None:
-            x = x[: int(target_rate * audio_length)]
+    if spec.remove_dc:
+        x = remove_dc(x)
+    x = resample(x, sample_rate, target_rate, resampler or spec.resampler)
+    length = duration if duration is not None else spec.duration
+    if length is not None:
+        x = x[: int(target_rate * length)]
+    if spec.peak_dbfs is None:
         return x
-    raise ValueError(f"`protocol` must be 'fastvideo' or 'av-benchmark', got {protocol!r}")
+    if is_silent(x):
+        return None
+    out = peak_normalize(x, spec.peak_dbfs)
+    return out if float64 else out.to(torch.float32)
 
 
 # stable-audio-metrics' passt_kld windowing, reused by FastVideo's KL: 10 s windows every 5 s; a short tail window is

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.audiobox import AUDIOBOX_HOP_SAMPLES, AUDIOBOX_SAMPLE_RATE, AXES, Audiobox
-from torchmetrics_av.base import BackboneMetric, check_protocol, unique_sample_order
-from torchmetrics_av.preprocessing import AudioInput, as_clip_list, resample, sample_rates, to_mono
+from torchmetrics_av.base import BackboneMetric, Rows, require_extra
+from torchmetrics_av.preprocessing import AudioInput, as_clip_list, check_sample_rate, resample, sample_rates, to_mono
 
 
 class AudioboxAesthetics(BackboneMetric):
@@ -39,11 +39,12 @@ class AudioboxAesthetics(BackboneMetric):
     ``sample_rate``: Hz, one int or one per clip; ``ids``: optional dataset indices, so repeats padded in by
     ``DistributedSampler`` are counted once.
 
-    As output of ``compute``: ``{"CE", "CU", "PC", "PQ"}`` -> float64 scalar means over all clips. ``details``:
-    ``scores`` (N, 4) float64 per clip in ``("CE", "CU", "PC", "PQ")`` order (rank 0's clips first under DDP), the
-    same columns as ``CE``/``CU``/``PC``/``PQ`` (N,), ``duration_s`` (N,) at 16 kHz, ``num_windows`` (N,) and
-    ``n_samples``, ``n_duplicates_dropped``, ``sample_id`` (-1 where no ids were given). With ``ids``, per-clip values
-    are sorted by id.
+    As output of ``compute`` / ``forward``: ``{"CE", "CU", "PC", "PQ"}`` -> float64 scalar means over the clips.
+    ``higher_is_better`` is ``None`` for the dict; per axis it is :attr:`higher_is_better_per_output` (PC is a
+    complexity scale: ``None``). ``per_sample()`` (rank 0's clips first under DDP, sorted by id where ids were given):
+    ``ids``, ``CE``, ``CU``, ``PC``, ``PQ`` (float64), ``duration_s`` (float64, at 16 kHz) and ``num_windows``.
+    ``details``: those and the counts of :mod:`torchmetrics_av.base`; ``scores`` ((N, 4) in ``AXES`` order) and
+    ``sample_id`` are deprecated.
 
     Args:
         sample_rate: rate of ``preds`` in Hz (per-call override in ``update``).
@@ -52,6 +53,10 @@ class AudioboxAesthetics(BackboneMetric):
         weights: local checkpoint (a ``from_pretrained`` folder, ``model.safetensors`` or the Lightning-style
             ``checkpoint.pt``) when ``backbone`` is not given.
         kwargs: forwarded to :class:`torchmetrics.Metric`.
+
+    Raises:
+        ValueError: a bad argument (named in the message).
+        ModuleNotFoundError: ``audiobox_aesthetics`` is missing and no ``backbone`` was given.
 
     Example:
         >>> import torch
@@ -65,11 +70,13 @@ class AudioboxAesthetics(BackboneMetric):
         >>> aes.update(torch.rand(2, 16000) - 0.5)
         >>> sorted(aes.compute())
         ['CE', 'CU', 'PC', 'PQ']
-        >>> aes.details["scores"].shape
-        torch.Size([2, 4])
+        >>> aes.per_sample()["PQ"].shape
+        torch.Size([2])
     """
 
-    higher_is_better = True
+    higher_is_better = None
+    # CE, CU, PQ are quality scales; PC (production complexity) is not "better" when higher.
+    higher_is_better_per_output = {"CE": True, "CU": True, "PC": None, "PQ": True}
 
     def __init__(
         self,
@@ -79,13 +86,12 @@ class AudioboxAesthetics(BackboneMetric):
         weights: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone=backbone, weights=weights, **kwargs)
-        self.protocol = check_protocol(protocol)
-        self.sample_rate = sample_rate
-        # Per-sample states only (means are taken at compute time), so that `ids` can drop DistributedSampler repeats.
-        self.add_sample_state("sample_scores", (len(AXES),))
-        self.add_sample_state("sample_length", (), torch.int64)
-        self.add_sample_state("sample_id", (), torch.int64)
+        super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
+        if backbone is None:
+            require_extra(type(self).__name__, ["audiobox_aesthetics"], "aesthetics")
+        self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
+        axes = {axis: ((), torch.float64) for axis in AXES}
+        self.add_rows({**axes, "duration_s": ((), torch.float64), "num_windows": ((), torch.int64)})
 
     def _build_backbone(self) -> nn.Module:
         return Audiobox(weights=self.weights)
@@ -105,46 +111,38 @@ class AudioboxAesthetics(BackboneMetric):
         return waves
 
     @torch.no_grad()
+    def _score(
+        self,
+        preds: AudioInput,
+        sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+    ) -> Rows:
+        waves = self.waveforms(preds, sample_rate)
+        sample_id = self._ids_tensor(ids, len(waves))
+        scores = self.backbone(waves).to(torch.float64)
+        length = torch.tensor([w.numel() for w in waves], dtype=torch.int64)
+        return {
+            "ids": sample_id,
+            **dict(zip(AXES, scores.unbind(dim=1))),
+            "duration_s": length.to(torch.float64) / AUDIOBOX_SAMPLE_RATE,
+            "num_windows": -(-length // AUDIOBOX_HOP_SAMPLES),
+        }
+
     def update(
         self,
         preds: AudioInput,
         sample_rate: int | Sequence[int] | None = None,
         ids: Sequence[int] | Tensor | None = None,
     ) -> None:
-        """Score every clip of the batch (all windows in shared model calls).
+        """Score every clip of the batch (all windows in shared model calls; nothing is added if the batch raises).
 
         ``ids`` (optional, one non-negative int per clip, e.g. dataset indices) lets ``compute`` drop the repeats that
-        ``DistributedSampler`` pads ranks with; per-clip details are then sorted by id.
+        ``DistributedSampler`` pads ranks with; per-clip values are then sorted by id.
         """
-        waves = self.waveforms(preds, sample_rate)
-        sample_id = self._ids_tensor(ids, len(waves))
-        scores = self.backbone(waves).to(self.device, torch.float64)
-        self.sample_scores.append(scores)
-        self.sample_length.append(torch.tensor([w.numel() for w in waves], dtype=torch.int64, device=self.device))
-        self.sample_id.append(sample_id)
+        self._add(self._score(preds, sample_rate, ids))
 
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
-        """Update with the batch and return its mean scores (the model runs once per batch)."""
-        before = len(self._cat("sample_scores"))
-        self.update(*args, **kwargs)
-        mean = self._cat("sample_scores")[before:].mean(dim=0)
-        return dict(zip(AXES, mean.unbind()))
+    def _reduce(self, rows: Rows) -> dict[str, Tensor]:
+        return {axis: rows[axis].mean() for axis in AXES}
 
-    def compute(self) -> dict[str, Tensor]:
-        """Mean CE, CU, PC, PQ over all clips on all ranks (float64 scalars); repeats of an id counted once."""
-        ids = self._cat("sample_id")
-        order = unique_sample_order(ids)
-        if order.numel() == 0:
-            raise ValueError("no clips to score; call update() with audio first")
-        scores = self._cat("sample_scores")[order]
-        length = self._cat("sample_length")[order]
-        self._details = {
-            "scores": scores,
-            **dict(zip(AXES, scores.unbind(dim=1))),
-            "duration_s": length.to(torch.float64) / AUDIOBOX_SAMPLE_RATE,
-            "num_windows": -(-length // AUDIOBOX_HOP_SAMPLES),
-            "n_samples": int(order.numel()),
-            "n_duplicates_dropped": int(ids.numel() - order.numel()),
-            "sample_id": ids[order],
-        }
-        return dict(zip(AXES, scores.mean(dim=0).unbind()))
+    def _deprecated_details(self, rows: Rows, kept: Tensor) -> dict[str, tuple[Any, str]]:
+        return {"scores": (torch.stack([rows[a] for a in AXES], dim=1), "per_sample()['CE'] ... ['PQ']")}

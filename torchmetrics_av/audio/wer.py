@@ -10,40 +10,28 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.whisper import DEFAULT_WHISPER_MODEL, WHISPER_SAMPLE_RATE, Whisper
-from torchmetrics_av.base import BackboneMetric, check_protocol, unique_sample_order
+from torchmetrics_av.base import BackboneMetric, Rows, require_extra
 from torchmetrics_av.functional.wer import LanguageHints, language_list, normalize_text, score_transcript
-from torchmetrics_av.preprocessing import AudioInput, as_clip_list, resample, sample_rates, to_mono
+from torchmetrics_av.preprocessing import (
+    AudioInput,
+    as_clip_list,
+    as_text_list,
+    check_bool,
+    check_sample_rate,
+    resample,
+    sample_rates,
+    to_mono,
+)
 
 AsrCallable = Callable[[list[Tensor], list[str | None]], Sequence[str]]
 REDUCTIONS: tuple[str, ...] = ("mean", "corpus")
-# Per-sample integer columns of the `counts` state.
-_COUNT_FIELDS = ("hits", "substitutions", "deletions", "insertions", "char_level")
-# Per-sample strings kept for details(), stored as UTF-8 bytes so they gather across DDP ranks like any tensor state.
-_TEXT_FIELDS = ("transcripts", "hypotheses_normalized", "references_normalized")
+_COUNT_COLUMNS = ("errors", "words", "hits", "substitutions", "deletions", "insertions")
+_TEXT_COLUMNS = ("transcript", "reference", "transcript_normalized", "reference_normalized")
 
 
-def _encode_texts(rows: list[tuple[str, ...]]) -> tuple[Tensor, Tensor]:
-    blobs = [[t.encode("utf-8") for t in row] for row in rows]
-    lengths = torch.tensor([[len(b) for b in row] for row in blobs], dtype=torch.int64).reshape(-1, len(_TEXT_FIELDS))
-    data = b"".join(b for row in blobs for b in row)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0, dtype=torch.uint8), lengths
-
-
-def _corpus_wer(counts: Tensor) -> Tensor:
-    """Σ(S + D + I) / Σ(H + S + D) from ``(N, 5)`` count rows ``[H, S, D, I, char_level]``, float64."""
-    errors = counts[:, 1:4].sum().to(torch.float64)
-    return errors / counts[:, 0:3].sum().to(torch.float64)
-
-
-def _decode_texts(data: Tensor, lengths: Tensor) -> list[list[str]]:
-    raw = bytes(data.cpu().numpy().tobytes())
-    columns: list[list[str]] = [[] for _ in _TEXT_FIELDS]
-    pos = 0
-    for row in lengths.cpu().tolist():
-        for col, n in enumerate(row):
-            columns[col].append(raw[pos : pos + n].decode("utf-8"))
-            pos += n
-    return columns
+def _corpus_wer(errors: Tensor, words: Tensor) -> Tensor:
+    """Σ(S + D + I) / Σ(H + S + D), float64."""
+    return errors.sum().to(torch.float64) / words.sum().to(torch.float64)
 
 
 class SpeechWordErrorRate(BackboneMetric):
@@ -75,13 +63,14 @@ class SpeechWordErrorRate(BackboneMetric):
     ``sample_rate``: Hz, one int or one per clip; ``ids``: optional dataset indices, so repeats padded in by
     ``DistributedSampler`` are counted once.
 
-    As output of ``compute``: float64 scalar, the mean per-sample WER (``reduction="mean"``, FastVideo's per-sample
-    scores averaged) or Σ errors / Σ reference tokens (``reduction="corpus"``). ``details``: per sample (N,) in
-    sample order (rank 0's samples first under DDP): ``wer`` (float64), ``errors``, ``ref_tokens``, ``hyp_tokens``,
-    ``hits``, ``substitutions``, ``deletions``, ``insertions`` (int64), ``char_level`` (bool), and the lists
-    ``transcripts`` (ASR output), ``hypotheses_normalized``, ``references_normalized``; plus ``mean_wer``,
-    ``corpus_wer``, ``n_samples``, ``n_duplicates_dropped`` and ``sample_id`` (-1 where no ids were given). With
-    ``ids``, per-sample values are sorted by id.
+    As output of ``compute`` / ``forward``: float64 scalar, the mean per-sample WER (``reduction="mean"``,
+    FastVideo's per-sample scores averaged) or Σ errors / Σ reference words (``reduction="corpus"``).
+    ``per_sample()`` (sample order, rank 0's first under DDP, sorted by id where ids were given): ``ids``, ``wer``
+    (float64), ``errors``, ``words`` (reference tokens), ``hits``, ``substitutions``, ``deletions``, ``insertions``
+    (int64), ``char_level`` (bool), and the lists ``transcript`` (ASR output), ``reference`` (as given),
+    ``transcript_normalized``, ``reference_normalized``. ``details``: those, ``mean_wer``, ``corpus_wer`` and the
+    counts of :mod:`torchmetrics_av.base`; ``ref_tokens``, ``hyp_tokens``, ``transcripts``,
+    ``hypotheses_normalized``, ``references_normalized`` and ``sample_id`` are deprecated.
 
     Args:
         sample_rate: rate of ``preds`` in Hz (per-call override in ``update``).
@@ -98,10 +87,11 @@ class SpeechWordErrorRate(BackboneMetric):
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
     Raises:
-        ValueError: on ``update``: a reference that is empty after normalisation (named by its index; its WER is
-            undefined: jiwer 3 raises, jiwer 4 silently returns the hypothesis length), counts of texts and clips
-            that differ, a non-string text, a missing sample rate, NaN/Inf audio; an ASR that returns the wrong number
-            of strings.
+        ModuleNotFoundError: ``jiwer`` is missing (or ``openai-whisper``, when no ``asr`` is given).
+        ValueError: a bad constructor argument (named); on ``update``: a reference that is empty after normalisation
+            (named by its index; its WER is undefined: jiwer 3 raises, jiwer 4 silently returns the hypothesis
+            length), counts of texts and clips that differ, a bare ``str`` or a non-string text, a missing sample
+            rate, NaN/Inf audio; an ASR that returns the wrong number of strings.
 
     Example:
         >>> import torch
@@ -111,12 +101,14 @@ class SpeechWordErrorRate(BackboneMetric):
         >>> wer.update(torch.zeros(2, 16000), ["The cat sat down.", "你好世界"])
         >>> round(float(wer.compute()), 4)       # mean of 1/4 (word level) and 1/4 (character level)
         0.25
-        >>> wer.details["char_level"].tolist(), wer.details["transcripts"]
-        ([False, True], ['the cat sat', '你好世'])
+        >>> rows = wer.per_sample()
+        >>> rows["char_level"].tolist(), rows["transcript"], rows["words"].tolist()
+        ([False, True], ['the cat sat', '你好世'], [4, 4])
     """
 
     higher_is_better = False
     plot_lower_bound = 0.0
+    _input_hint = "speech audio and reference texts"
 
     def __init__(
         self,
@@ -131,25 +123,25 @@ class SpeechWordErrorRate(BackboneMetric):
         forward_language: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone=backbone, weights=weights, **kwargs)
-        self.protocol = check_protocol(protocol)
+        super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
         if reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
         if asr is not None and not callable(asr):
             raise ValueError(f"`asr` must be a callable (audio list, language list) -> list[str], got {asr!r}")
         if asr is not None and (backbone is not None or weights is not None):
             raise ValueError("give either `asr` or `backbone`/`weights`, not both")
+        if not isinstance(model_name, str) or not model_name:
+            raise ValueError(f"`model_name` must be an official Whisper model name (str), got {model_name!r}")
+        require_extra(type(self).__name__, ["jiwer"], "asr")
+        if asr is None and backbone is None:
+            require_extra(type(self).__name__, ["whisper"], "asr")
         self.__dict__["_asr"] = asr
-        self.sample_rate = sample_rate
+        self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.model_name = model_name
         self.reduction = reduction
-        self.forward_language = forward_language
-        # Per-sample states only (sums are taken at compute time), so that `ids` can drop DistributedSampler repeats.
-        self.add_sample_state("sample_wer")
-        self.add_sample_state("sample_counts", (len(_COUNT_FIELDS),), torch.int64)
-        self.add_sample_state("text_lengths", (len(_TEXT_FIELDS),), torch.int64)
-        self.add_sample_state("text_bytes", (), torch.uint8)
-        self.add_sample_state("sample_id", (), torch.int64)
+        self.forward_language = check_bool(forward_language, "forward_language")
+        columns = {"wer": ((), torch.float64), **{c: ((), torch.int64) for c in _COUNT_COLUMNS}}
+        self.add_rows({**columns, "char_level": ((), torch.bool)}, texts=_TEXT_COLUMNS)
 
     def _build_backbone(self) -> nn.Module:
         return Whisper(weights=self.weights, name=self.model_name)
@@ -166,33 +158,17 @@ class SpeechWordErrorRate(BackboneMetric):
         return [t.strip() for t in texts]
 
     @torch.no_grad()
-    def update(
+    def _score(
         self,
         preds: AudioInput,
         target: Sequence[str],
         language: LanguageHints = None,
         sample_rate: int | Sequence[int] | None = None,
         ids: Sequence[int] | Tensor | None = None,
-    ) -> None:
-        """Transcribe ``preds`` and add one WER per clip.
-
-        ``ids`` (optional, one non-negative int per clip, e.g. dataset indices) lets ``compute`` drop the repeats that
-        ``DistributedSampler`` pads ranks with; per-sample details are then sorted by id.
-        """
+    ) -> Rows:
         clips = as_clip_list(preds, "preds")
-        sample_id = self._ids_tensor(ids, len(clips))
-        if isinstance(target, str) or not isinstance(target, Sequence):
-            raise ValueError(
-                f"`target` must be a list of reference strings (one per clip), got {type(target).__name__}"
-            )
-        refs = list(target)
-        if len(refs) != len(clips):
-            raise ValueError(
-                f"`target` has {len(refs)} references for {len(clips)} clips in `preds`; give one per clip"
-            )
+        refs = as_text_list(target, "target", len(clips))
         for i, ref in enumerate(refs):
-            if not isinstance(ref, str):
-                raise ValueError(f"`target[{i}]` must be a string, got {type(ref).__name__}")
             if not normalize_text(ref).split():
                 # Checked before the (expensive) ASR; score_transcript would raise the same error afterwards.
                 raise ValueError(
@@ -201,70 +177,60 @@ class SpeechWordErrorRate(BackboneMetric):
                 )
         langs = language_list(language, len(clips))
         rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
+        sample_id = self._ids_tensor(ids, len(clips))
         waves = [resample(to_mono(c), r, WHISPER_SAMPLE_RATE, "soxr_hq") for c, r in zip(clips, rates)]
         hyps = self.transcribe(waves, langs)
         scored = [
             score_transcript(h, r, lang, name=f"target[{i}]") for i, (h, r, lang) in enumerate(zip(hyps, refs, langs))
         ]
-        wer = torch.tensor([a.wer for a in scored], dtype=torch.float64, device=self.device)
-        counts = torch.tensor(
-            [[a.hits, a.substitutions, a.deletions, a.insertions, int(a.char_level)] for a in scored],
-            dtype=torch.int64,
-            device=self.device,
-        )
-        data, lengths = _encode_texts(
-            [(h, a.hypothesis_normalized, a.reference_normalized) for h, a in zip(hyps, scored)]
-        )
-        self.sample_wer.append(wer)
-        self.sample_counts.append(counts)
-        self.text_lengths.append(lengths.to(self.device))
-        self.text_bytes.append(data.to(self.device))
-        self.sample_id.append(sample_id)
 
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        """Update with the batch and return the batch's value under this metric's ``reduction``.
+        def column(values: list[Any], dtype: torch.dtype) -> Tensor:
+            return torch.tensor(values, dtype=dtype)
 
-        Unlike torchmetrics' default ``forward``, this transcribes each batch once (no recompute from a reset state).
-        """
-        before = len(self._cat("sample_wer"))
-        self.update(*args, **kwargs)
-        wer = self._cat("sample_wer")[before:]
-        if self.reduction == "mean":
-            return wer.mean()
-        return _corpus_wer(self._cat("sample_counts")[before:])
-
-    def compute(self) -> Tensor:
-        """Mean per-sample WER (``reduction="mean"``) or corpus WER (``"corpus"``) over all ranks, float64.
-
-        Samples sharing an id are counted once (first occurrence); samples without ids are all counted.
-        """
-        ids = self._cat("sample_id")
-        order = unique_sample_order(ids)
-        if order.numel() == 0:
-            raise ValueError("no samples to score; call update() with audio and reference texts first")
-        wer = self._cat("sample_wer")[order]
-        counts = self._cat("sample_counts")[order]
-        hits, subs, dels, ins, char_level = counts.unbind(dim=1)
-        rows = order.tolist()
-        texts = [
-            [column[i] for i in rows] for column in _decode_texts(self._cat("text_bytes"), self._cat("text_lengths"))
-        ]
-        mean_wer, corpus_wer = wer.mean(), _corpus_wer(counts)
-        self._details = {
-            "wer": wer,
-            "errors": subs + dels + ins,
-            "ref_tokens": hits + subs + dels,
-            "hyp_tokens": hits + subs + ins,
-            "hits": hits,
-            "substitutions": subs,
-            "deletions": dels,
-            "insertions": ins,
-            "char_level": char_level.bool(),
-            **dict(zip(_TEXT_FIELDS, texts)),
-            "mean_wer": mean_wer,
-            "corpus_wer": corpus_wer,
-            "n_samples": len(rows),
-            "n_duplicates_dropped": int(ids.numel() - order.numel()),
-            "sample_id": ids[order],
+        return {
+            "ids": sample_id,
+            "wer": column([a.wer for a in scored], torch.float64),
+            "errors": column([a.substitutions + a.deletions + a.insertions for a in scored], torch.int64),
+            "words": column([a.hits + a.substitutions + a.deletions for a in scored], torch.int64),
+            "hits": column([a.hits for a in scored], torch.int64),
+            "substitutions": column([a.substitutions for a in scored], torch.int64),
+            "deletions": column([a.deletions for a in scored], torch.int64),
+            "insertions": column([a.insertions for a in scored], torch.int64),
+            "char_level": column([a.char_level for a in scored], torch.bool),
+            "transcript": hyps,
+            "reference": refs,
+            "transcript_normalized": [a.hypothesis_normalized for a in scored],
+            "reference_normalized": [a.reference_normalized for a in scored],
         }
-        return mean_wer if self.reduction == "mean" else corpus_wer
+
+    def update(
+        self,
+        preds: AudioInput,
+        target: Sequence[str],
+        language: LanguageHints = None,
+        sample_rate: int | Sequence[int] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        """Transcribe ``preds`` and add one WER per clip (nothing is added if the batch raises).
+
+        ``ids`` (optional, one non-negative int per clip, e.g. dataset indices) lets ``compute`` drop the repeats that
+        ``DistributedSampler`` pads ranks with; per-sample values are then sorted by id.
+        """
+        self._add(self._score(preds, target, language, sample_rate, ids))
+
+    def _reduce(self, rows: Rows) -> Tensor:
+        if self.reduction == "mean":
+            return rows["wer"].mean()
+        return _corpus_wer(rows["errors"], rows["words"])
+
+    def _summary(self, rows: Rows) -> dict[str, Any]:
+        return {"mean_wer": rows["wer"].mean(), "corpus_wer": _corpus_wer(rows["errors"], rows["words"])}
+
+    def _deprecated_details(self, rows: Rows, kept: Tensor) -> dict[str, tuple[Any, str]]:
+        return {
+            "ref_tokens": (rows["words"], "per_sample()['words']"),
+            "hyp_tokens": (rows["hits"] + rows["substitutions"] + rows["insertions"], "hits + substitutions + insert."),
+            "transcripts": (rows["transcript"], "per_sample()['transcript']"),
+            "hypotheses_normalized": (rows["transcript_normalized"], "per_sample()['transcript_normalized']"),
+            "references_normalized": (rows["reference_normalized"], "per_sample()['reference_normalized']"),
+        }

@@ -20,7 +20,7 @@ from torchmetrics_av.backbones.synchformer import (
     Synchformer,
     segment_audio,
 )
-from torchmetrics_av.base import BackboneMetric, check_protocol, unique_sample_order
+from torchmetrics_av.base import BackboneMetric, Rows
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, desync_from_logits, offsets_from_logits
 from torchmetrics_av.preprocessing import (
     UINT8_MAX,
@@ -28,6 +28,9 @@ from torchmetrics_av.preprocessing import (
     VideoInput,
     as_clip_list,
     as_video_list,
+    check_bool,
+    check_frame_rate,
+    check_sample_rate,
     ffmpeg_fps_indices,
     frame_rates,
     nearest_frame_indices,
@@ -38,7 +41,8 @@ from torchmetrics_av.preprocessing import (
     to_signed_unit,
 )
 
-# av-benchmark's `--audio_length` / `duration_sec` as used for MMAudio's tables (8 s VGGSound clips).
+# av-benchmark's `--audio_length` / `duration_sec` as used for MMAudio's tables (8 s VGGSound clips); the protocol
+# spec (protocols.AV_BENCHMARK.duration) is what the metric uses.
 AVBENCH_DURATION_S = 8.0
 # Source frames converted and resized per step (bounds the float working set of long high-resolution clips).
 FRAME_CHUNK = 32
@@ -97,10 +101,11 @@ class DeSync(BackboneMetric):
     ``target`` video, ``(B, F, 3, H, W)`` uint8 in [0, 255] or float in [0, 1], or a list of ``(F, 3, H, W)``;
     ``sample_rate`` (Hz) and ``video_fps`` (frames/s), one value or one per clip, override the constructor's.
 
-    As output of ``compute``: scalar float64 mean DeSync in seconds. ``details``: per clip ``desync``,
-    ``offset_front`` / ``offset_back`` (signed seconds), ``desync_front`` / ``desync_back`` (absolute),
-    ``num_segments``; ``n_samples``; ``n_duplicates_dropped`` and ``sample_id`` (repeated ``ids`` counted once,
-    sorted by id); with ``keep_logits=True`` also ``logits_front`` / ``logits_back`` ``(N, 21)``.
+    As output of ``compute`` / ``forward``: scalar float64 mean DeSync in seconds. ``per_sample()`` (repeated
+    ``ids`` counted once, sorted by id): ``ids``, ``offset`` (the clip's DeSync, seconds), ``offset_front`` /
+    ``offset_back`` (signed seconds), ``num_segments``; with ``keep_logits=True`` also ``logits_front`` /
+    ``logits_back`` ``(N, 21)``. ``details``: those and the counts of :mod:`torchmetrics_av.base`; ``desync``,
+    ``desync_front``, ``desync_back`` and ``sample_id`` are deprecated.
 
     Args:
         sample_rate: rate of the audio in Hz (one int or one per clip).
@@ -108,12 +113,15 @@ class DeSync(BackboneMetric):
         protocol: ``"fastvideo"`` or ``"av-benchmark"``.
         backbone: a :class:`~torchmetrics_av.backbones.Synchformer` to share.
         weights: local path of ``synchformer_state_dict.pth`` when ``backbone`` is not given.
-        duration: av-benchmark's ``duration_sec`` / ``--audio_length`` in seconds (default 8.0); not used by
-            ``"fastvideo"``.
+        duration: av-benchmark's ``duration_sec`` / ``--audio_length`` in seconds (default 8.0, at least 4.8); an
+            error under ``"fastvideo"`` (whole clips).
         keep_logits: also keep the 21 front/back logits of every clip (in ``details``).
         bf16: build the backbone with bfloat16 autocast for the encoders (opt-in, for GPUs; changes the numbers
             slightly, see the backbone).
         kwargs: forwarded to :class:`torchmetrics.Metric`.
+
+    Raises:
+        ValueError: a bad argument (named in the message).
 
     Example:
         >>> import torch
@@ -125,7 +133,7 @@ class DeSync(BackboneMetric):
         >>> audio = torch.rand(1, 80000) - 0.5                                  # 5 s
         >>> video = torch.randint(0, 256, (1, 125, 3, 36, 64), dtype=torch.uint8)
         >>> metric.update(audio, video)
-        >>> 0.0 <= float(metric.compute()) <= 2.0, metric.details["num_segments"].tolist()
+        >>> 0.0 <= float(metric.compute()) <= 2.0, metric.per_sample()["num_segments"].tolist()
         (True, [14])
     """
 
@@ -146,22 +154,17 @@ class DeSync(BackboneMetric):
         bf16: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone=backbone, weights=weights, **kwargs)
-        self.protocol = check_protocol(protocol)
-        if duration is not None and self.protocol != "av-benchmark":
-            raise ValueError("`duration` applies to protocol='av-benchmark' only; 'fastvideo' scores the whole clip")
-        duration = AVBENCH_DURATION_S if duration is None else duration
-        if not isinstance(duration, int | float) or duration < MIN_DURATION_S:
-            raise ValueError(f"`duration` must be a number of seconds >= {MIN_DURATION_S}, got {duration!r}")
-        self.sample_rate, self.video_fps, self.duration = sample_rate, video_fps, float(duration)
-        self.keep_logits, self.bf16 = keep_logits, bf16
-        for name in ("desync", "offset_front", "offset_back"):
-            self.add_sample_state(name)
-        self.add_sample_state("num_segments", dtype=torch.int64)
-        self.add_sample_state("sample_id", dtype=torch.int64)
+        super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
+        self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
+        self.video_fps = check_frame_rate(video_fps, "video_fps")
+        self.duration = self.spec.resolve_duration(duration, minimum=MIN_DURATION_S)
+        self.keep_logits = check_bool(keep_logits, "keep_logits")
+        self.bf16 = check_bool(bf16, "bf16")
+        columns = {name: ((), torch.float64) for name in ("offset", "offset_front", "offset_back")}
+        columns["num_segments"] = ((), torch.int64)
         if keep_logits:
-            self.add_sample_state("logits_front", (NUM_OFFSET_CLASSES,), torch.float32)
-            self.add_sample_state("logits_back", (NUM_OFFSET_CLASSES,), torch.float32)
+            columns["logits_front"] = columns["logits_back"] = ((NUM_OFFSET_CLASSES,), torch.float32)
+        self.add_rows(columns)
 
     def _build_backbone(self) -> nn.Module:
         return Synchformer(weights=self.weights, bf16=self.bf16)
@@ -172,7 +175,7 @@ class DeSync(BackboneMetric):
     def _audio_mel(self, clip: Tensor, rate: int, index: int) -> Tensor:
         """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its segments."""
         wave = resample(to_mono(clip.to(self.device)), rate, SAMPLE_RATE, "torchaudio")
-        if self.protocol == "av-benchmark":
+        if self.duration is not None:
             need = int(SAMPLE_RATE * self.duration)
             if wave.shape[-1] < need:
                 raise ValueError(
@@ -180,16 +183,19 @@ class DeSync(BackboneMetric):
                     f"`duration`={self.duration} s of audio (lower `duration` or pass longer clips)"
                 )
             wave = wave[:need]
-        segments = segment_audio(wave, pad_short=self.protocol == "fastvideo")
+        segments = segment_audio(wave, pad_short=self.spec.desync_pad_short)
         mel_module = self.backbone.mel.to(self.device)
-        return mel_module(segments, pad="min" if self.protocol == "fastvideo" else "zero")
+        return mel_module(segments, pad=self.spec.desync_mel_pad)
 
     def _frame_index(self, video: Tensor, fps: float, index: int) -> Tensor:
         """Source frame of every 25 fps frame the protocol keeps."""
         num = video.shape[0]
-        if self.protocol == "fastvideo":
-            return nearest_frame_indices(num, fps, VIDEO_FPS, min_frames=VIDEO_SEGMENT_FRAMES)
-        idx = ffmpeg_fps_indices(num, fps, VIDEO_FPS)
+        if self.spec.video_frames == "nearest":
+            idx = nearest_frame_indices(num, fps, VIDEO_FPS, min_frames=VIDEO_SEGMENT_FRAMES)
+        else:
+            idx = ffmpeg_fps_indices(num, fps, VIDEO_FPS)
+        if self.duration is None:
+            return idx
         need = int(VIDEO_FPS * self.duration)
         if idx.shape[0] < need:
             raise ValueError(
@@ -208,7 +214,7 @@ class DeSync(BackboneMetric):
         out = []
         for start in range(0, frame_index.shape[0], FRAME_CHUNK):
             frames = video[frame_index[start : start + FRAME_CHUNK].to(video.device)]
-            if self.protocol == "fastvideo":
+            if self.spec.video_resize == "interpolate":
                 frames = frames.to(self.device)
                 frames = frames.float() / UINT8_MAX if frames.dtype == torch.uint8 else frames.float()
                 out.append(to_signed_unit(short_side_resize_crop(frames, VIDEO_SIZE, "interpolate")))
@@ -253,19 +259,14 @@ class DeSync(BackboneMetric):
         return list(torch.cat(feats).split([len(p.segment_rows) for p in pairs]))
 
     @torch.no_grad()
-    def update(
+    def _score(
         self,
         preds: AudioInput,
         target: VideoInput,
         sample_rate: int | Sequence[int] | None = None,
         video_fps: float | Sequence[float] | None = None,
         ids: Sequence[int] | Tensor | None = None,
-    ) -> None:
-        """Score every (audio, video) pair of the batch.
-
-        ``ids`` (optional, one non-negative int per pair, e.g. dataset indices) lets ``compute`` drop the repeats
-        that ``DistributedSampler`` pads ranks with; per-sample details are then sorted by id.
-        """
+    ) -> Rows:
         clips = as_clip_list(preds, "preds")
         videos = as_video_list(target, "target")
         if len(clips) != len(videos):
@@ -275,52 +276,47 @@ class DeSync(BackboneMetric):
         sample_id = self._ids_tensor(ids, len(clips))
         rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
         fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(clips), "video_fps")
-        # Validate and preprocess every pair before touching the states, so a bad pair leaves them unchanged.
         pairs = [self._prepare(c, r, v, f, i) for i, (c, r, v, f) in enumerate(zip(clips, rates, videos, fps))]
         vfeats = self._video_features(pairs)
         afeats = self.backbone.audio_features(torch.cat([p.mel for p in pairs])).split([p.mel.shape[0] for p in pairs])
         w = WINDOW_SEGMENTS
         windows_v = torch.stack([x for v in vfeats for x in (v[:w], v[-w:])])
         windows_a = torch.stack([x for a in afeats for x in (a[:w], a[-w:])])
-        logits = self.backbone.sync_logits(windows_v, windows_a).to(self.device)
+        logits = self.backbone.sync_logits(windows_v, windows_a)
         front, back = logits[0::2], logits[1::2]
         grid = self.backbone.grid
-        self.offset_front.append(offsets_from_logits(front, grid).to(torch.float64))
-        self.offset_back.append(offsets_from_logits(back, grid).to(torch.float64))
-        desync = desync_from_logits(front, back, grid)
-        self.desync.append(desync)
-        self.num_segments.append(torch.tensor([p.num_segments for p in pairs], dtype=torch.int64, device=self.device))
-        self.sample_id.append(sample_id)
-        if self.keep_logits:
-            self.logits_front.append(front.float())
-            self.logits_back.append(back.float())
-
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        """Update with the batch and return the batch's mean DeSync (float64), without a reset/recompute cycle."""
-        before = len(self._cat("desync"))
-        self.update(*args, **kwargs)
-        return self._cat("desync")[before:].mean()
-
-    def compute(self) -> Tensor:
-        """Mean DeSync in seconds over all pairs on all ranks (float64 scalar), repeats of an id counted once."""
-        ids = self._cat("sample_id")
-        order = unique_sample_order(ids)
-        if order.numel() == 0:
-            raise ValueError("DeSync has no scored pairs; call update() with audio and video first")
-        desync = self._cat("desync")[order]
-        offset_front, offset_back = self._cat("offset_front")[order], self._cat("offset_back")[order]
-        self._details = {
-            "desync": desync,
-            "offset_front": offset_front,
-            "offset_back": offset_back,
-            "desync_front": offset_front.abs(),
-            "desync_back": offset_back.abs(),
-            "num_segments": self._cat("num_segments")[order],
-            "n_samples": int(order.numel()),
-            "n_duplicates_dropped": int(ids.numel() - order.numel()),
-            "sample_id": ids[order],
+        rows: Rows = {
+            "ids": sample_id,
+            "offset": desync_from_logits(front, back, grid),
+            "offset_front": offsets_from_logits(front, grid).to(torch.float64),
+            "offset_back": offsets_from_logits(back, grid).to(torch.float64),
+            "num_segments": torch.tensor([p.num_segments for p in pairs], dtype=torch.int64),
         }
         if self.keep_logits:
-            self._details["logits_front"] = self._cat("logits_front")[order]
-            self._details["logits_back"] = self._cat("logits_back")[order]
-        return desync.mean()
+            rows["logits_front"], rows["logits_back"] = front.float(), back.float()
+        return rows
+
+    def update(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None = None,
+        video_fps: float | Sequence[float] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        """Score every (audio, video) pair of the batch (nothing is added if a pair is invalid).
+
+        ``ids`` (optional, one non-negative int per pair, e.g. dataset indices) lets ``compute`` drop the repeats
+        that ``DistributedSampler`` pads ranks with; per-sample values are then sorted by id.
+        """
+        self._add(self._score(preds, target, sample_rate, video_fps, ids))
+
+    def _reduce(self, rows: Rows) -> Tensor:
+        return rows["offset"].mean()
+
+    def _deprecated_details(self, rows: Rows, kept: Tensor) -> dict[str, tuple[Any, str]]:
+        return {
+            "desync": (rows["offset"], "per_sample()['offset']"),
+            "desync_front": (rows["offset_front"].abs(), "per_sample()['offset_front'].abs()"),
+            "desync_back": (rows["offset_back"].abs(), "per_sample()['offset_back'].abs()"),
+        }

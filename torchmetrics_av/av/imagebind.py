@@ -10,7 +10,7 @@ Example:
     >>> audio = torch.zeros(2, 1, 3 * 16000)
     >>> video = torch.zeros(2, 24, 3, 32, 32, dtype=torch.uint8)
     >>> metric.update(audio, video)
-    >>> metric.compute().shape, metric.details["cosine"].shape
+    >>> metric.compute().shape, metric.per_sample()["score"].shape
     (torch.Size([]), torch.Size([2]))
 """
 
@@ -30,11 +30,24 @@ from torchmetrics_av.backbones.imagebind import (
     imagebind_avbench_clips,
     imagebind_fastvideo_clips,
 )
-from torchmetrics_av.base import BackboneMetric, Protocol, check_protocol, unique_sample_order
-from torchmetrics_av.preprocessing import AudioInput, VideoInput, as_clip_list, as_video_list, frame_rates, sample_rates
+from torchmetrics_av.base import BackboneMetric, Rows, require_extra
+from torchmetrics_av.preprocessing import (
+    AudioInput,
+    VideoInput,
+    as_clip_list,
+    as_video_list,
+    check_frame_rate,
+    check_positive_int,
+    check_sample_rate,
+    frame_rates,
+    sample_rates,
+)
+from torchmetrics_av.protocols import ProtocolName
 
 # Vision clips per backbone forward: a 2-frame huge-ViT clip needs ~10 MB of activations, so 32 stays well under 1 GB.
 DEFAULT_CLIP_BATCH_SIZE = 32
+# av-benchmark pairs consecutive fps=0.5 frames: 2 frames (one pair) need int(0.5 * duration) >= 2, i.e. 4 s.
+MIN_AVBENCH_DURATION_S = 2 / AVBENCH_IB_FPS
 
 
 class ImageBindScore(BackboneMetric):
@@ -67,11 +80,12 @@ class ImageBindScore(BackboneMetric):
         protocol: ``"fastvideo"`` (default) or ``"av-benchmark"``.
         backbone: a :class:`~torchmetrics_av.backbones.ImageBind` to share; built on first use otherwise.
         weights: local ``imagebind_huge.pth`` (CC-BY-NC-SA 4.0), used when ``backbone`` is not given.
-        duration: av-benchmark's ``--audio_length`` in seconds (as in ``DeSync``): ``int(0.5 * duration)`` frames are
-            used and videos must last about that long (av-benchmark drops shorter files; here they raise). Ignored by
-            ``"fastvideo"``.
+        duration: av-benchmark's ``--audio_length`` in seconds (default 8.0, at least 4), as in every metric:
+            ``int(0.5 * duration)`` frames are used and videos must last about that long (av-benchmark drops shorter
+            files; here they raise). An error under ``"fastvideo"`` (whole clips).
         clip_batch_size: most clips per backbone forward (memory bound only; results do not depend on it beyond
             float32 noise).
+        duration_sec: deprecated alias of ``duration``.
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
     Inputs to ``update(preds, target, sample_rate=None, video_fps=None, ids=None)``:
@@ -80,9 +94,14 @@ class ImageBindScore(BackboneMetric):
         - ``ids``: optional non-negative int per pair (e.g. dataset indices): a pair whose id was already seen (a
           repeat that ``DistributedSampler`` pads a rank with) is counted once.
 
-    ``compute()`` returns the mean cosine (float64 scalar, not x100). ``details`` (after ``compute()``):
-    ``{"cosine": (N,) float64 per pair, "sample_id": (N,) int64 (-1 where no ids were given), "n_samples": int,
-    "n_duplicates_dropped": int}``; pairs in rank order (rank 0 first), sorted by id where ids were given.
+    ``compute()`` / ``forward`` return the mean cosine (float64 scalar, not x100). ``per_sample()``: ``ids`` (int64,
+    -1 where no ids were given) and ``score`` (float64 cosine per pair), in rank order (rank 0 first), sorted by id
+    where ids were given. ``details``: those and the counts of :mod:`torchmetrics_av.base`; ``cosine`` and
+    ``sample_id`` are deprecated.
+
+    Raises:
+        ValueError: a bad argument (named in the message).
+        ModuleNotFoundError: ``torchvision`` is missing under ``"av-benchmark"`` (its uint8 resize).
 
     Example:
         >>> import torch
@@ -96,49 +115,42 @@ class ImageBindScore(BackboneMetric):
     """
 
     higher_is_better = True
-    is_differentiable = False
-    full_state_update = False
     plot_lower_bound = -1.0
     plot_upper_bound = 1.0
+    _input_hint = "audio and video pairs"
 
     def __init__(
         self,
         sample_rate: int | None = None,
         video_fps: float | None = None,
-        protocol: Protocol = "fastvideo",
+        protocol: ProtocolName = "fastvideo",
         backbone: nn.Module | None = None,
         weights: str | None = None,
         *,
-        duration: float = AVBENCH_DURATION_SEC,
+        duration: float | None = None,
         clip_batch_size: int = DEFAULT_CLIP_BATCH_SIZE,
+        duration_sec: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone=backbone, weights=weights, **kwargs)
-        self.protocol = check_protocol(protocol)
-        if sample_rate is not None:
-            sample_rates(sample_rate, 1, "sample_rate")
-        if video_fps is not None:
-            frame_rates(video_fps, 1)
-        if not isinstance(clip_batch_size, int) or clip_batch_size < 1:
-            raise ValueError(f"`clip_batch_size` must be a positive int, got {clip_batch_size!r}")
-        if int(AVBENCH_IB_FPS * duration) < 2:
-            raise ValueError(f"`duration` must be at least 4 s (two frames at 0.5 fps), got {duration!r}")
-        self.sample_rate = sample_rate
-        self.video_fps = video_fps
-        self.duration = float(duration)
-        self.clip_batch_size = clip_batch_size
-        # Per-pair states only (the mean is taken at compute time), so that `ids` can drop DistributedSampler repeats.
-        self.add_sample_state("cosine")
-        self.add_sample_state("sample_id", dtype=torch.int64)
+        super().__init__(backbone=backbone, weights=weights, protocol=protocol, **kwargs)
+        if self.spec.imagebind_frames == "ffmpeg":
+            require_extra(type(self).__name__, ["torchvision"], "video")
+        self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
+        self.video_fps = check_frame_rate(video_fps, "video_fps")
+        self.clip_batch_size = check_positive_int(clip_batch_size, "clip_batch_size")
+        self.duration = self.spec.resolve_duration(
+            duration, duration_sec, alias="duration_sec", minimum=MIN_AVBENCH_DURATION_S
+        )
+        self.add_rows({"score": ((), torch.float64)})
 
     def _build_backbone(self) -> nn.Module:
         return ImageBind(weights=self.weights)
 
     def _video_clips(self, video: Tensor, fps: float, index: int) -> Tensor:
         try:
-            if self.protocol == "fastvideo":
+            if self.spec.imagebind_frames == "clips":
                 return imagebind_fastvideo_clips(video, fps)
-            return imagebind_avbench_clips(video, fps, self.duration)
+            return imagebind_avbench_clips(video, fps, AVBENCH_DURATION_SEC if self.duration is None else self.duration)
         except ValueError as err:
             raise ValueError(f"`target[{index}]`: {err}") from err
 
@@ -163,6 +175,16 @@ class ImageBindScore(BackboneMetric):
             ``(vision (B, D), audio (B, D))`` float32: mean of L2-normalised vision clip embeddings, and mean of audio
             clip embeddings normalised and scaled by 20.
         """
+        return self._embed_clips(*self._clips(preds, target, sample_rate, video_fps))
+
+    def _clips(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None,
+        video_fps: float | Sequence[float] | None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Validate a batch and cut it into the model's audio and video clips (no model call)."""
         audio = as_clip_list(preds, "preds")
         videos = as_video_list(target, "target")
         if len(audio) != len(videos):
@@ -173,6 +195,9 @@ class ImageBindScore(BackboneMetric):
         fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(videos))
         audio_clips = [self._audio_clips(a, r, i) for i, (a, r) in enumerate(zip(audio, rates))]
         video_clips = [self._video_clips(v, f, i) for i, (v, f) in enumerate(zip(videos, fps))]
+        return audio_clips, video_clips
+
+    def _embed_clips(self, audio_clips: list[Tensor], video_clips: list[Tensor]) -> tuple[Tensor, Tensor]:
         bb = self.backbone
         a_emb = bb.embed_audio(torch.cat(audio_clips), batch_size=self.clip_batch_size)
         v_emb = bb.embed_vision(torch.cat(video_clips), batch_size=self.clip_batch_size)
@@ -181,6 +206,21 @@ class ImageBindScore(BackboneMetric):
         return v_mean, a_mean
 
     @torch.no_grad()
+    def _score(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None = None,
+        video_fps: float | Sequence[float] | None = None,
+        ids: Sequence[int] | Tensor | None = None,
+    ) -> Rows:
+        # Through the public `embed` (one validation pass); ids are checked before anything is appended.
+        vision, audio = self.embed(preds, target, sample_rate, video_fps)
+        sample_id = self._ids_tensor(ids, vision.shape[0])
+        # The references take a float32 cosine of the float32 clip means (F.cosine_similarity, eps 1e-8).
+        cos = nn.functional.cosine_similarity(vision, audio, dim=-1).to(torch.float64)
+        return {"ids": sample_id, "score": cos}
+
     def update(
         self,
         preds: AudioInput,
@@ -190,24 +230,10 @@ class ImageBindScore(BackboneMetric):
         ids: Sequence[int] | Tensor | None = None,
     ) -> None:
         """Add pairs of generated audio (``preds``) and their videos (``target``); see the class docstring."""
-        vision, audio = self.embed(preds, target, sample_rate, video_fps)
-        sample_id = self._ids_tensor(ids, vision.shape[0])
-        # The references take a float32 cosine of the float32 clip means (F.cosine_similarity, eps 1e-8).
-        cos = nn.functional.cosine_similarity(vision, audio, dim=-1).to(self.device, torch.float64)
-        self.cosine.append(cos)
-        self.sample_id.append(sample_id)
+        self._add(self._score(preds, target, sample_rate, video_fps, ids))
 
-    def compute(self) -> Tensor:
-        """Mean cosine over all pairs (float64 scalar), repeats of an id counted once; fills :attr:`details`."""
-        ids = self._cat("sample_id")
-        order = unique_sample_order(ids)
-        if order.numel() == 0:
-            raise ValueError("ImageBindScore has no samples: call update() with at least one audio/video pair first")
-        cosine = self._cat("cosine")[order]
-        self._details = {
-            "cosine": cosine,
-            "sample_id": ids[order],
-            "n_samples": int(order.numel()),
-            "n_duplicates_dropped": int(ids.numel() - order.numel()),
-        }
-        return cosine.mean()
+    def _reduce(self, rows: Rows) -> Tensor:
+        return rows["score"].mean()
+
+    def _deprecated_details(self, rows: Rows, kept: Tensor) -> dict[str, tuple[Any, str]]:
+        return {"cosine": (rows["score"], "per_sample()['score']")}

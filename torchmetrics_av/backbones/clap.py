@@ -47,8 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchmetrics_av.base import check_protocol
-from torchmetrics_av.preprocessing import is_silent, peak_normalize, protocol_waveform, resample, to_mono
+from torchmetrics_av.preprocessing import protocol_waveform
+from torchmetrics_av.protocols import LAION_TEXT_LAYER_NORM_EPS as LAION_TEXT_LAYER_NORM_EPS
+from torchmetrics_av.protocols import LAION_TEXT_MAX_LENGTH as LAION_TEXT_MAX_LENGTH
+from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import (
     Checkpoint,
     WeightsNotFoundError,
@@ -84,10 +86,8 @@ FUSION_CHANNELS = 4
 DEFAULT_CROP_SEED = 0
 # FastVideo's F.cosine_similarity(..., eps=1e-8) and torch.cosine_similarity's default in av-benchmark.
 COSINE_EPS = 1e-8
-# laion_clap CLAP_Module.tokenizer: padding="max_length", truncation=True, max_length=77.
-LAION_TEXT_MAX_LENGTH = 77
-# laion_clap builds RobertaModel.from_pretrained("roberta-base"), whose config has layer_norm_eps 1e-5.
-LAION_TEXT_LAYER_NORM_EPS = 1e-5
+# LAION_TEXT_MAX_LENGTH (laion_clap's 77-token tokenisation) and LAION_TEXT_LAYER_NORM_EPS (roberta-base's 1e-5) live
+# in protocols.py now (AV_BENCHMARK's clap_text_* fields); they are imported above for existing imports.
 # Clips per model forward (HTSAT at 10 s: ~0.1 GB of activations per clip in float32).
 DEFAULT_BATCH_SIZE = 8
 
@@ -132,10 +132,9 @@ def _transformers() -> Any:
 # Configs
 
 
-def clap_config(protocol: str) -> ClapConfig:
+def clap_config(protocol: str | ProtocolSpec) -> ClapConfig:
     """The ``ClapConfig`` of a protocol's official checkpoint (fused HTSAT-tiny, or unfused HTSAT-base)."""
-    check_protocol(protocol)
-    audio = FASTVIDEO_AUDIO_CONFIG if protocol == "fastvideo" else AVBENCH_AUDIO_CONFIG
+    audio = FASTVIDEO_AUDIO_CONFIG if get_protocol(protocol).clap_fusion else AVBENCH_AUDIO_CONFIG
     return _transformers().ClapConfig(audio_config=dict(audio))
 
 
@@ -300,23 +299,22 @@ def load_clap_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: 
 # Front end
 
 
-def clap_waveform(clip: Tensor, sample_rate: int, protocol: str) -> Tensor | None:
+def clap_waveform(
+    clip: Tensor, sample_rate: int, protocol: str | ProtocolSpec, duration: float | None = None
+) -> Tensor | None:
     """One ``(C, T)`` clip -> the 1-D 48 kHz waveform a protocol feeds to CLAP's feature extractor.
 
     ``"fastvideo"``: ``librosa.load(sr=48000, mono=True)`` (channel mean, soxr HQ with librosa's
     ``ceil(n * 48000 / sr)`` length) then ``pyloudnorm.normalize.peak(x, -1.0)``, kept in **float64** because
     FastVideo hands that float64 array to ``ClapFeatureExtractor`` unrounded. Returns ``None`` for a clip that is all
     zeros after resampling (peak normalisation is undefined; the reference scores NaN).
-    ``"av-benchmark"``: ``AudioDataset`` (channel mean, DC removal, ``torchaudio.transforms.Resample``, first 8 s),
-    float32; silence is fine there.
+    ``"av-benchmark"``: ``AudioDataset`` (channel mean, DC removal, ``torchaudio.transforms.Resample``, first
+    ``duration`` = 8 s), float32; silence is fine there.
     """
-    check_protocol(protocol)
-    if protocol == "fastvideo":
-        x = resample(to_mono(clip, "mean"), sample_rate, CLAP_SAMPLE_RATE, "soxr_hq")
-        if is_silent(x):
-            return None
-        return peak_normalize(x, -1.0)
-    return protocol_waveform(clip, sample_rate, CLAP_SAMPLE_RATE, protocol)
+    spec = get_protocol(protocol)
+    return protocol_waveform(
+        clip, sample_rate, CLAP_SAMPLE_RATE, spec, duration=duration, float64=spec.clap_float64_waveform
+    )
 
 
 def repeat_pad(x: Tensor, length: int = CLAP_MAX_SAMPLES) -> Tensor:
@@ -469,10 +467,11 @@ class CLAP(nn.Module):
     ) -> None:
         super().__init__()
         tf = _transformers()
-        self.protocol = check_protocol(protocol)
+        self.spec = get_protocol(protocol)
+        self.protocol = self.spec.name
         self.crop_seed = int(crop_seed)
         self._tokenizer = _unwrap_tokenizer(tokenizer)
-        if hub_repo is None and protocol == "fastvideo":
+        if hub_repo is None and self.spec.clap_fusion:
             hub_repo, revision = FASTVIDEO_REPO, revision or FASTVIDEO_REVISION
         self._tokenizer_source: tuple[str, str | None] = (
             (hub_repo, revision) if hub_repo is not None else (LAION_TOKENIZER_REPO, None)
@@ -498,13 +497,13 @@ class CLAP(nn.Module):
             model = self._from_pretrained(hub_repo, source=f"hub {hub_repo}", revision=revision)
             self.checkpoint_id = f"{hub_repo}@{revision or 'main'}"
         else:
-            model = tf.ClapModel(config if config is not None else clap_config(protocol))
+            model = tf.ClapModel(config if config is not None else clap_config(self.spec))
         # A half-precision checkpoint would meet float32 features; the references compute in float32.
         self.model: ClapModel = model.float()
         self.fusion = bool(model.config.audio_config.enable_fusion)
         eps = text_layer_norm_eps
-        if eps is None and protocol == "av-benchmark":
-            eps = LAION_TEXT_LAYER_NORM_EPS
+        if eps is None:
+            eps = self.spec.clap_text_layer_norm_eps
         if eps is not None:
             self._set_text_eps(float(eps))
         self.mel = ClapLogMel(self.fusion)
@@ -620,12 +619,12 @@ class CLAP(nn.Module):
             ValueError: under "fastvideo", a prompt longer than :attr:`max_text_tokens` tokens.
         """
         tok = _unwrap_tokenizer(tokenizer) if tokenizer is not None else self.tokenizer
-        if self.protocol == "av-benchmark":
+        if self.spec.clap_text_max_length is not None:
             enc = tok(
                 list(texts),
                 padding="max_length",
                 truncation=True,
-                max_length=LAION_TEXT_MAX_LENGTH,
+                max_length=self.spec.clap_text_max_length,
                 return_tensors="pt",
             )
         else:

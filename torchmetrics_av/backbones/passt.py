@@ -25,13 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.preprocessing import (
-    AVBENCH_AUDIO_LENGTH_S,
+    PASST_HOP,
     PASST_SAMPLE_RATE,
     PaSSTMelSpectrogram,
     pad_or_trim,
     protocol_waveform,
     sliding_windows,
 )
+from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import Checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
 PASST_CHECKPOINT = Checkpoint(
@@ -48,6 +49,9 @@ PASST_NUM_CLASSES = 527
 PASST_EMBED_DIM = 768
 # Longest input the time positional embedding covers: 10 s at 32 kHz (1000 frames -> 99 patches).
 PASST_MAX_SAMPLES = 10 * PASST_SAMPLE_RATE
+# Shortest input: the 16-frame patch needs 16 mel frames; the pre-emphasis keeps T-1 samples and the centred STFT gives
+# 1 + (T-1)//320 frames, so T >= 15 * 320 + 1 (0.15 s). Shorter windows fail inside the patch conv.
+PASST_MIN_SAMPLES = (PASST_PATCH - 1) * PASST_HOP + 1
 # Memoised windows per backbone: a few validation batches of FD + KL; ~5 KB of outputs per window.
 DEFAULT_CACHE_WINDOWS = 512
 
@@ -209,36 +213,42 @@ def _window_key(w: Tensor) -> str:
 def passt_windows(
     clip: Tensor,
     sample_rate: int,
-    protocol: str,
+    protocol: str | ProtocolSpec,
     kind: str,
     *,
     resampler: str | None = None,
+    duration: float | None = None,
     audio_length: float | None = None,
 ) -> list[Tensor] | None:
     """The 32 kHz PaSST model window(s) of one clip under a protocol.
 
-    ``kind="fd"``: one window, the first 10 s zero-padded/trimmed to 320000 samples. ``kind="kl"``: under
-    ``"fastvideo"`` the stable-audio-metrics sliding windows (:func:`~torchmetrics_av.preprocessing.sliding_windows`),
-    whose logits the caller averages; under ``"av-benchmark"`` the same single window as FD (its KL reuses the FD
-    forward). av-benchmark first truncates to ``audio_length`` seconds (default 8.0), then pads to 10 s.
+    ``kind="fd"``: one window, the first 10 s zero-padded/trimmed to 320000 samples. ``kind="kl"``: with
+    ``spec.kl_windows == "sliding"`` (FastVideo) the stable-audio-metrics sliding windows
+    (:func:`~torchmetrics_av.preprocessing.sliding_windows`), whose logits the caller averages; with ``"single"``
+    (av-benchmark) the same single window as FD (its KL reuses the FD forward). av-benchmark first truncates to
+    ``duration`` seconds (default 8.0), then pads to 10 s.
 
     Args:
         clip: ``(C, T)`` float32 audio at ``sample_rate``.
         sample_rate: Hz.
-        protocol: ``"fastvideo"`` or ``"av-benchmark"``.
+        protocol: a protocol name or spec.
         kind: ``"fd"`` or ``"kl"``.
         resampler: resampler override (see :func:`torchmetrics_av.preprocessing.resample`).
-        audio_length: av-benchmark truncation in seconds (``None`` = 8.0).
+        duration: truncation in seconds (``None`` = the protocol's: 8.0 under av-benchmark, none under fastvideo).
+        audio_length: deprecated alias of ``duration``.
 
     Returns:
-        A list of 1-D float32 windows, or ``None`` for a silent clip under ``"fastvideo"``.
+        A list of 1-D float32 windows, or ``None`` for a silent clip under a peak-normalising protocol.
     """
-    length = AVBENCH_AUDIO_LENGTH_S if audio_length is None else audio_length
-    x = protocol_waveform(clip, sample_rate, PASST_SAMPLE_RATE, protocol, resampler=resampler, audio_length=length)
-    if x is None:
-        return None
-    if kind == "kl" and protocol == "fastvideo":
-        return sliding_windows(x, PASST_SAMPLE_RATE)
     if kind not in ("fd", "kl"):
         raise ValueError(f"`kind` must be 'fd' or 'kl', got {kind!r}")
+    if audio_length is not None:
+        warnings.warn("`audio_length` is deprecated; use `duration` (seconds)", FutureWarning, stacklevel=2)
+        duration = audio_length if duration is None else duration
+    spec = get_protocol(protocol)
+    x = protocol_waveform(clip, sample_rate, PASST_SAMPLE_RATE, spec, resampler=resampler, duration=duration)
+    if x is None:
+        return None
+    if kind == "kl" and spec.kl_windows == "sliding":
+        return sliding_windows(x, PASST_SAMPLE_RATE)
     return [pad_or_trim(x, PASST_MAX_SAMPLES)]

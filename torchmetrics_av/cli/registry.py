@@ -66,13 +66,8 @@ class MetricSpec:
 
 
 def _windowed(args: argparse.Namespace) -> dict[str, Any]:
-    """Protocol, batch size and av-benchmark's ``--audio_length`` window of the PaSST metrics."""
-    return {"protocol": args.protocol, "batch_size": args.batch_size, "audio_length": args.duration}
-
-
-def _duration(args: argparse.Namespace) -> dict[str, Any]:
-    """``duration=`` only when given: the metrics' own default is av-benchmark's 8 s."""
-    return {} if args.duration is None else {"duration": args.duration}
+    """Protocol, batch size and av-benchmark's ``--audio_length`` window (``None``: the protocol's default)."""
+    return {"protocol": args.protocol, "batch_size": args.batch_size, "duration": args.duration}
 
 
 def _fd(bb: nn.Module, args: argparse.Namespace) -> Any:
@@ -96,7 +91,7 @@ def _kl(bb: nn.Module, args: argparse.Namespace) -> Any:
 def _clap(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import CLAPScore
 
-    return CLAPScore(backbone=bb, protocol=args.protocol, batch_size=args.batch_size)
+    return CLAPScore(backbone=bb, **_windowed(args))
 
 
 def _wer(bb: nn.Module, args: argparse.Namespace) -> Any:
@@ -114,13 +109,13 @@ def _aesthetics(bb: nn.Module, args: argparse.Namespace) -> Any:
 def _imagebind(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import ImageBindScore
 
-    return ImageBindScore(backbone=bb, protocol=args.protocol, **_duration(args))
+    return ImageBindScore(backbone=bb, protocol=args.protocol, duration=args.duration)
 
 
 def _desync(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av.av.desync import DeSync
 
-    return DeSync(backbone=bb, protocol=args.protocol, **_duration(args))
+    return DeSync(backbone=bb, protocol=args.protocol, duration=args.duration)
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -133,7 +128,13 @@ METRICS: dict[str, MetricSpec] = {
         "whisper",
         WithText("transcripts", language=True),
         _wer,
-        columns={"wer": "wer", "wer_errors": "errors", "wer_words": "words", "wer_transcript": "transcript"},
+        columns={
+            "wer": "wer",
+            "wer_errors": "errors",
+            "wer_ref_tokens": "words",
+            "wer_char_level": "char_level",
+            "wer_transcript": "transcript",
+        },
     ),
     "aesthetics": MetricSpec(
         "audiobox", GeneratedAudio(), _aesthetics, columns={f"aesthetics_{a}": a for a in ("CE", "CU", "PC", "PQ")}
@@ -143,7 +144,7 @@ METRICS: dict[str, MetricSpec] = {
         "synchformer",
         AudioVideo(),
         _desync,
-        columns={"desync": "desync", "desync_offset_front": "offset_front", "desync_offset_back": "offset_back"},
+        columns={"desync": "offset", "desync_offset_front": "offset_front", "desync_offset_back": "offset_back"},
         requires="torchmetrics_av.av.desync",
     ),
 }

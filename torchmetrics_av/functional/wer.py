@@ -39,6 +39,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from torchmetrics_av.preprocessing import as_text_list
+
 # FastVideo's PUNCTUATION: ASCII punctuation plus these full-width/CJK marks, em-dash U+2014 and ellipsis U+2026.
 # Curly quotes, en-dash, guillemets, "・" etc. are *not* in it and survive normalisation (golden README §1).
 ASCII_PUNCTUATION = string.punctuation
@@ -247,18 +249,6 @@ def score_transcript(
     )
 
 
-def _as_text_list(x: str | Sequence[str], name: str) -> list[str]:
-    if isinstance(x, str):
-        return [x]
-    if not isinstance(x, Sequence):
-        raise ValueError(f"`{name}` must be a string or a list of strings, got {type(x).__name__}")
-    out = list(x)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise ValueError(f"`{name}[{i}]` must be a string, got {type(t).__name__}")
-    return out
-
-
 def language_list(language: LanguageHints, n: int, name: str = "language") -> list[str | None]:
     """Broadcast a language hint (one ``str``/``None``, or one per sample) to ``n`` samples.
 
@@ -279,16 +269,16 @@ def language_list(language: LanguageHints, n: int, name: str = "language") -> li
 
 
 def speech_word_error_rate(
-    preds: str | Sequence[str],
-    target: str | Sequence[str],
+    preds: Sequence[str],
+    target: Sequence[str],
     language: LanguageHints = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """WER of ASR transcripts against references under the MagiHuman convention.
 
     Args:
-        preds: ASR transcript(s).
-        target: reference transcript(s), one per prediction.
+        preds: ASR transcripts (a list; a bare ``str`` is an error, as in every metric).
+        target: reference transcripts, one per prediction.
         language: one hint for all samples or one per sample (``None`` = auto-detect CJK).
         reduction: ``"mean"`` = mean of per-sample WERs (FastVideo's per-sample scores averaged); ``"corpus"`` =
             Σ(S+D+I) / Σ reference tokens; ``"none"`` = the per-sample values.
@@ -304,7 +294,7 @@ def speech_word_error_rate(
         >>> float(speech_word_error_rate(["a dog barks"], ["A dog barks loudly."]))
         0.25
     """
-    hyps, refs = _as_text_list(preds, "preds"), _as_text_list(target, "target")
+    hyps, refs = as_text_list(preds, "preds"), as_text_list(target, "target")
     if len(hyps) != len(refs):
         raise ValueError(f"`preds` has {len(hyps)} transcripts but `target` has {len(refs)}; give one per sample")
     if not refs:
