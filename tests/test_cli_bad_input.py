@@ -291,3 +291,30 @@ def test_progress_advances_per_file(bad_folders, tmp_path, monkeypatch):
     assert total == 6 + 1 + 1
     steps = [n for e, n in events if e == "advance"]
     assert sum(steps) == total and max(steps) <= 2 and events[-1] == ("close", 0)
+
+
+def test_silent_clip_is_skipped_and_counted(tmp_path):
+    """Under "fastvideo" an all-zero clip cannot be peak-normalised: KL and CLAP skip and count it (not a row of their
+    per_sample()); the CSV marks it, the JSON counts it, and the other clips are scored."""
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    for i in range(2):
+        _wav(gen / f"c{i}.wav", 1.0, seed=i)
+        _wav(ref / f"c{i}.wav", 1.0, seed=10 + i)
+    soundfile.write(gen / "zero.wav", np.zeros(SR, np.float32), SR, subtype="PCM_16")
+    _wav(ref / "zero.wav", 1.0, seed=12)
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"c0": "rain", "c1": "a dog", "zero": "nothing"}))
+    out, per = tmp_path / "s.json", tmp_path / "s.csv"
+    argv = ["evaluate", "--gen", str(gen), "--ref", str(ref), "--prompts", str(prompts), "--metrics", "kl_passt,clap"]
+    assert main([*argv, "--out", str(out), "--csv", str(per), *TINY]) == 0
+    doc = json.loads(out.read_text())
+    for name in ("kl_passt", "clap"):
+        assert doc["details"][name]["n_skipped_silent"] == 1 and doc["details"][name]["n_samples"] == 2, name
+    rows = doc["per_sample"]
+    assert rows["zero"]["kl_passt_skipped"] == "silent" and rows["zero"]["clap_skipped"] == "silent"
+    assert "kl_passt" not in rows["zero"] and "clap_cosine" not in rows["zero"]
+    assert all(
+        isinstance(rows[s]["kl_passt"], float) and isinstance(rows[s]["clap_cosine"], float) for s in ("c0", "c1")
+    )
