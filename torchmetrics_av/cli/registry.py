@@ -7,7 +7,7 @@ become CSV columns. The runner (:mod:`torchmetrics_av.cli.runner`) knows nothing
 
 Adding a metric is one entry, e.g. FD on PANNs once that backbone has a spec::
 
-    "fd_panns": MetricSpec("panns", Unpaired(), lambda bb, a: FrechetAudioDistance(backbone=bb, **_common(a))),
+    "fd_panns": MetricSpec("panns", Unpaired(), lambda bb, a: FrechetAudioDistance(backbone=bb, **_windowed(a))),
 
 KL on PANNs is ``Paired()`` with columns, Inception Score ``GeneratedAudio()`` (its ``details`` carry the std),
 KAD ``Unpaired()``, MS-CLAP ``WithText("prompts")`` on an ``"msclap"`` backbone.
