@@ -539,6 +539,15 @@ class BackboneMetric(Metric):
             ``{"ids": (N,) int64 (-1 where no id was given), column: (N, ...) tensor or list of N str}``, sorted by
             id, then the samples without an id in arrival order (rank 0's first). Skipped samples are not rows (see
             ``details["skipped_ids"]``).
+
+        Example:
+            >>> import torch
+            >>> from torchmetrics_av import SpeechWordErrorRate
+            >>> wer = SpeechWordErrorRate(sample_rate=16000, asr=lambda audio, hints: ["a cat"] * len(audio))
+            >>> wer.update(torch.zeros(2, 1600), ["a cat", "the cat"], ids=[7, 3])
+            >>> rows = wer.per_sample()
+            >>> rows["ids"].tolist(), rows["wer"].tolist()
+            ([3, 7], [0.5, 0.0])
         """
         with self.sync_context(
             dist_sync_fn=self.dist_sync_fn,
@@ -616,6 +625,13 @@ class BackboneMetric(Metric):
 
         Raises:
             ModuleNotFoundError: matplotlib is not installed (``pip install 'torchmetrics-av[all]'``).
+
+        Example:
+            >>> import torch
+            >>> from torchmetrics_av import DeSync
+            >>> fig, ax = DeSync().plot([torch.tensor(0.4), torch.tensor(0.2)])  # two steps; bounds 0-2 s
+            >>> ax.get_ylabel()
+            'DeSync'
         """
         require_extra(f"{type(self).__name__}.plot", ["matplotlib"], "all")
         return self._plot(val, ax)

@@ -165,6 +165,10 @@ def check_frame_rate(fps: Any, name: str = "video_fps") -> Any:
 
     Raises:
         ValueError: anything else, naming ``name``.
+
+    Example:
+        >>> check_frame_rate(24000 / 1001)
+        23.976023976023978
     """
     if fps is None:
         return None
@@ -178,14 +182,24 @@ def check_frame_rate(fps: Any, name: str = "video_fps") -> Any:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """``value`` if it is a positive ``int`` (not a bool), else a ``ValueError`` naming ``name``."""
+    """``value`` if it is a positive ``int`` (not a bool), else a ``ValueError`` naming ``name``.
+
+    Example:
+        >>> check_positive_int(8, "batch_size")
+        8
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}")
     return int(value)
 
 
 def check_bool(value: Any, name: str) -> bool:
-    """``value`` if it is a ``bool``, else a ``ValueError`` naming ``name``."""
+    """``value`` if it is a ``bool``, else a ``ValueError`` naming ``name``.
+
+    Example:
+        >>> check_bool(True, "keep_logits")
+        True
+    """
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False, got {value!r}")
     return value

@@ -118,6 +118,10 @@ class ProtocolSpec:
         Raises:
             ValueError: both spellings given, a duration under a protocol without truncation, a value that is not a
                 finite number of seconds, or one below ``minimum``.
+
+        Example:
+            >>> AV_BENCHMARK.resolve_duration(), AV_BENCHMARK.resolve_duration(5), FASTVIDEO.resolve_duration()
+            (8.0, 5.0, None)
         """
         if audio_length is not None:
             warnings.warn(
@@ -202,5 +206,10 @@ def get_protocol(protocol: str | ProtocolSpec) -> ProtocolSpec:
 
 
 def same_protocol(a: str | ProtocolSpec, b: str | ProtocolSpec) -> bool:
-    """Whether two protocol names/specs are the same protocol (e.g. a shared backbone's and a metric's)."""
+    """Whether two protocol names/specs are the same protocol (e.g. a shared backbone's and a metric's).
+
+    Example:
+        >>> same_protocol("fastvideo", FASTVIDEO)
+        True
+    """
     return get_protocol(a).name == get_protocol(b).name
