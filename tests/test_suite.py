@@ -392,7 +392,7 @@ def test_cli_avbench_json_writes_av_benchmarks_keys_only(tmp_path, capsys):
     import soundfile
 
     from torchmetrics_av.cli import main
-    from torchmetrics_av.cli.random_weights import random_backbone
+    from torchmetrics_av.cli.backbones import random_backbone
 
     d = data()
     (p, t, ids), (g, _), (r, _) = d["pairs"], d["gen_only"], d["ref_only"]

@@ -1,9 +1,11 @@
 """The backbones the command line can load: one :class:`BackboneSpec` each, in :data:`BACKBONES`.
 
 A spec says what ``--weights-dir`` must hold (:class:`WeightsEntry`: names, download URL, a hint) and how to build
-the model from that entry or, without ``--weights-dir``, from the cache / a download. :func:`build_backbones` builds
-every backbone a run needs and, when checkpoints are missing (offline, or not in ``--weights-dir``), lists **all** of
-them in one error, each with its URL and ``--weights-dir`` entry, instead of stopping at the first.
+the model from that entry or, without ``--weights-dir``, from the cache / a download, or with random weights
+(``--random-weights full``: the official architecture; ``tiny``: :func:`torchmetrics_av.testing.tiny_backbone`).
+:func:`build_backbones` builds every backbone a run needs and, when checkpoints are missing (offline, or not in
+``--weights-dir``), lists **all** of them in one error, each with its URL and ``--weights-dir`` entry, instead of
+stopping at the first.
 
 Adding a backbone (PANNs, VGGish, MS-CLAP, ...) adds one spec here; the metric specs name it by its key.
 
@@ -16,14 +18,17 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from torchmetrics_av.cli.errors import CLIError
-from torchmetrics_av.cli.random_weights import random_backbone
+from torchmetrics_av.protocols import get_protocol
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,12 @@ class BackboneSpec:
     Attributes:
         entry: ``args -> WeightsEntry`` (it may depend on ``--protocol`` or ``--whisper-model``).
         load: ``(path inside --weights-dir or None for the cache/download, args) -> module``.
+        random: ``protocol -> module``: the official architecture with random weights (``--random-weights full``).
     """
 
     entry: Callable[[argparse.Namespace], WeightsEntry]
     load: Callable[[Path | None, argparse.Namespace], nn.Module]
+    random: Callable[[str], nn.Module]
 
 
 def _passt_entry(args: argparse.Namespace) -> WeightsEntry:
@@ -94,21 +101,20 @@ def _clap_entry(args: argparse.Namespace) -> WeightsEntry:
     from torchmetrics_av.backbones.clap import AVBENCH_CHECKPOINT, FASTVIDEO_REPO, LAION_TOKENIZER_REPO
 
     folder, tokenizer = FASTVIDEO_REPO.split("/")[-1], LAION_TOKENIZER_REPO.split("/")[-1]
-    # Each protocol's official CLAP checkpoint (the CLAP backbone picks the same ones for weights=None).
-    return {
-        "fastvideo": WeightsEntry(
+    # The protocol's official CLAP checkpoint (the CLAP backbone picks the same one for weights=None).
+    if get_protocol(args.protocol).clap_fusion:
+        return WeightsEntry(
             (folder, FASTVIDEO_REPO),
             f"https://huggingface.co/{FASTVIDEO_REPO}",
             f"the folder {folder}/ (config.json, model.safetensors, tokenizer files)",
-        ),
-        "av-benchmark": WeightsEntry(
-            (AVBENCH_CHECKPOINT.filename,),
-            AVBENCH_CHECKPOINT.source,
-            f"{AVBENCH_CHECKPOINT.filename} (and the tokenizer folder {tokenizer}/ from "
-            f"https://huggingface.co/{LAION_TOKENIZER_REPO})",
-            extras=(tokenizer, LAION_TOKENIZER_REPO),
-        ),
-    }[args.protocol]
+        )
+    return WeightsEntry(
+        (AVBENCH_CHECKPOINT.filename,),
+        AVBENCH_CHECKPOINT.source,
+        f"{AVBENCH_CHECKPOINT.filename} (and the tokenizer folder {tokenizer}/ from "
+        f"https://huggingface.co/{LAION_TOKENIZER_REPO})",
+        extras=(tokenizer, LAION_TOKENIZER_REPO),
+    )
 
 
 def _clap(path: Path | None, args: argparse.Namespace) -> nn.Module:
@@ -218,17 +224,55 @@ def _msclap(path: Path | None, args: argparse.Namespace) -> nn.Module:
     return msclap
 
 
+def _random_clap(protocol: str) -> nn.Module:
+    from torchmetrics_av.backbones.clap import CLAP
+    from torchmetrics_av.testing import ToyTokenizer
+
+    return CLAP(pretrained=False, protocol=protocol, tokenizer=ToyTokenizer())
+
+
+def _random(module: str, cls: str) -> Callable[[str], nn.Module]:
+    """A builder of ``module.cls(pretrained=False)`` (the architecture does not depend on the protocol)."""
+
+    def build(protocol: str) -> nn.Module:
+        return getattr(importlib.import_module(module), cls)(pretrained=False)
+
+    return build
+
+
 BACKBONES: dict[str, BackboneSpec] = {
-    "passt": BackboneSpec(_passt_entry, _passt),
-    "clap": BackboneSpec(_clap_entry, _clap),
-    "whisper": BackboneSpec(_whisper_entry, _whisper),
-    "audiobox": BackboneSpec(_audiobox_entry, _audiobox),
-    "imagebind": BackboneSpec(_imagebind_entry, _imagebind),
-    "synchformer": BackboneSpec(_synchformer_entry, _synchformer),
-    "panns": BackboneSpec(_panns_entry, _panns),
-    "vggish": BackboneSpec(_vggish_entry, _vggish),
-    "msclap": BackboneSpec(_msclap_entry, _msclap),
+    "passt": BackboneSpec(_passt_entry, _passt, _random("torchmetrics_av.backbones.passt", "PaSST")),
+    "clap": BackboneSpec(_clap_entry, _clap, _random_clap),
+    "whisper": BackboneSpec(_whisper_entry, _whisper, _random("torchmetrics_av.backbones.whisper", "Whisper")),
+    "audiobox": BackboneSpec(_audiobox_entry, _audiobox, _random("torchmetrics_av.backbones.audiobox", "Audiobox")),
+    "imagebind": BackboneSpec(
+        _imagebind_entry, _imagebind, _random("torchmetrics_av.backbones.imagebind", "ImageBind")
+    ),
+    "synchformer": BackboneSpec(
+        _synchformer_entry, _synchformer, _random("torchmetrics_av.backbones.synchformer", "Synchformer")
+    ),
+    "panns": BackboneSpec(_panns_entry, _panns, _random("torchmetrics_av.backbones.panns", "PANNs")),
+    "vggish": BackboneSpec(_vggish_entry, _vggish, _random("torchmetrics_av.backbones.vggish", "VGGish")),
+    "msclap": BackboneSpec(_msclap_entry, _msclap, _random("torchmetrics_av.backbones.msclap", "MSCLAP")),
 }
+
+
+def random_backbone(kind: str, size: str, protocol: str) -> nn.Module:
+    """Backbone ``kind`` with random weights: ``size="tiny"`` (:func:`~torchmetrics_av.testing.tiny_backbone`) or
+    ``"full"`` (the official architecture), seeded with :data:`~torchmetrics_av.testing.TINY_SEED` either way.
+
+    Example:
+        >>> type(random_backbone("passt", "tiny", "fastvideo")).__name__
+        'PaSST'
+    """
+    from torchmetrics_av.testing import TINY_BACKBONES, TINY_SEED, tiny_backbone
+
+    if size == "tiny":
+        takes_protocol = "protocol" in inspect.signature(TINY_BACKBONES[kind]).parameters
+        return tiny_backbone(kind, **({"protocol": protocol} if takes_protocol else {}))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        return BACKBONES[kind].random(protocol)
 
 
 class MissingWeightsError(CLIError):

@@ -7,7 +7,7 @@ become CSV columns. The runner (:mod:`torchmetrics_av.cli.runner`) knows nothing
 
 Adding a metric is one entry, e.g. FD on PANNs once that backbone has a spec::
 
-    "fd_panns": MetricSpec("panns", Unpaired(), lambda bb, a: FrechetAudioDistance(backbone=bb, **_common(a))),
+    "fd_panns": MetricSpec("panns", Unpaired(), lambda bb, a: FrechetAudioDistance(backbone=bb, **_windowed(a))),
 
 KL on PANNs is ``Paired()`` with columns, Inception Score ``GeneratedAudio()`` (its ``details`` carry the std),
 KAD ``Unpaired()``, MS-CLAP ``WithText("prompts")`` on an ``"msclap"`` backbone.
@@ -93,13 +93,8 @@ class MetricSpec:
 
 
 def _windowed(args: argparse.Namespace) -> dict[str, Any]:
-    """Protocol, batch size and av-benchmark's ``--audio_length`` window of the PaSST metrics."""
-    return {"protocol": args.protocol, "batch_size": args.batch_size, "audio_length": args.duration}
-
-
-def _duration(args: argparse.Namespace) -> dict[str, Any]:
-    """``duration=`` only when given: the metrics' own default is av-benchmark's 8 s."""
-    return {} if args.duration is None else {"duration": args.duration}
+    """Protocol, batch size and av-benchmark's ``--audio_length`` window (``None``: the protocol's default)."""
+    return {"protocol": args.protocol, "batch_size": args.batch_size, "duration": args.duration}
 
 
 def _fd(bb: nn.Module, args: argparse.Namespace) -> Any:
@@ -123,26 +118,26 @@ def _kl(bb: nn.Module, args: argparse.Namespace) -> Any:
 def _clap(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import CLAPScore
 
-    return CLAPScore(backbone=bb, protocol=args.protocol, batch_size=args.batch_size, **_duration(args))
+    return CLAPScore(backbone=bb, **_windowed(args))
 
 
 def _fd_on(bb: nn.Module, args: argparse.Namespace) -> Any:
     """FD on the backbone it is given (PANNs, VGGish), without reference statistics."""
     from torchmetrics_av import FrechetAudioDistance
 
-    return FrechetAudioDistance(backbone=bb, protocol=args.protocol, batch_size=args.batch_size, **_duration(args))
+    return FrechetAudioDistance(backbone=bb, **_windowed(args))
 
 
 def _kl_on(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import KLDivergence
 
-    return KLDivergence(backbone=bb, protocol=args.protocol, batch_size=args.batch_size, **_duration(args))
+    return KLDivergence(backbone=bb, **_windowed(args))
 
 
 def _isc(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import InceptionScore
 
-    return InceptionScore(backbone=bb, protocol=args.protocol, batch_size=args.batch_size, **_duration(args))
+    return InceptionScore(backbone=bb, **_windowed(args))
 
 
 def _msclap(bb: nn.Module, args: argparse.Namespace) -> Any:
@@ -167,13 +162,13 @@ def _aesthetics(bb: nn.Module, args: argparse.Namespace) -> Any:
 def _imagebind(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import ImageBindScore
 
-    return ImageBindScore(backbone=bb, protocol=args.protocol, **_duration(args))
+    return ImageBindScore(backbone=bb, protocol=args.protocol, duration=args.duration)
 
 
 def _desync(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av.av.desync import DeSync
 
-    return DeSync(backbone=bb, protocol=args.protocol, **_duration(args))
+    return DeSync(backbone=bb, protocol=args.protocol, duration=args.duration)
 
 
 # Protocols whose default set includes av-benchmark's own metrics (they have no FastVideo counterpart).
@@ -197,7 +192,13 @@ METRICS: dict[str, MetricSpec] = {
         "whisper",
         WithText("transcripts", language=True),
         _wer,
-        columns={"wer": "wer", "wer_errors": "errors", "wer_words": "words", "wer_transcript": "transcript"},
+        columns={
+            "wer": "wer",
+            "wer_errors": "errors",
+            "wer_ref_tokens": "words",
+            "wer_char_level": "char_level",
+            "wer_transcript": "transcript",
+        },
     ),
     "aesthetics": MetricSpec(
         "audiobox", GeneratedAudio(), _aesthetics, columns={f"aesthetics_{a}": a for a in ("CE", "CU", "PC", "PQ")}
@@ -209,7 +210,7 @@ METRICS: dict[str, MetricSpec] = {
         "synchformer",
         AudioVideo(),
         _desync,
-        columns={"desync": "desync", "desync_offset_front": "offset_front", "desync_offset_back": "offset_back"},
+        columns={"desync": "offset", "desync_offset_front": "offset_front", "desync_offset_back": "offset_back"},
         requires="torchmetrics_av.av.desync",
         avbench={"DeSync": VALUE},
     ),
