@@ -25,9 +25,8 @@ from torchmetrics_av import (
 from torchmetrics_av.backbones import PaSST, Whisper
 from torchmetrics_av.backbones.whisper import OFFICIAL_DIMS
 from torchmetrics_av.cli import METRICS, main
-from torchmetrics_av.cli.random_weights import TINY_CONFIGS, random_backbone
 from torchmetrics_av.io import read_audio, read_video
-from torchmetrics_av.testing import tiny_backbone
+from torchmetrics_av.testing import TINY_CONFIGS, tiny_backbone
 
 
 def desync_available() -> bool:
@@ -221,7 +220,7 @@ def test_every_metric_equals_python_api(av_folders, tmp_path, capsys):
 
     # The same data through the Python API, batched as the CLI batches: generated files with a reference first
     # (a0, v0), then the others (a1, v1; bad.mp4 is undecodable), two per call, then the extra reference.
-    bb = {k: random_backbone(k, "tiny", "fastvideo") for k in ("passt", "clap", "whisper", "audiobox", "imagebind")}
+    bb = {k: tiny_backbone(k) for k in ("passt", "clap", "whisper", "audiobox", "imagebind")}
     fd = FrechetAudioDistance(backbone=bb["passt"], batch_size=2)
     kl = PaSSTKLDivergence(backbone=bb["passt"], batch_size=2)
     clap = CLAPScore(backbone=bb["clap"], batch_size=2)
@@ -273,7 +272,7 @@ def test_every_metric_equals_python_api(av_folders, tmp_path, capsys):
     if desync_available():
         from torchmetrics_av.av.desync import DeSync
 
-        ds = DeSync(backbone=random_backbone("synchformer", "tiny", "fastvideo"))
+        ds = DeSync(backbone=tiny_backbone("synchformer"))
         ds.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
         ds.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
         assert m["desync"] == pytest.approx(float(ds.compute()), rel=1e-12)
@@ -344,7 +343,7 @@ def test_weights_dir_official_file_name(folders, tmp_path):
     gen, _ = folders
     wd = tmp_path / "weights"
     wd.mkdir()
-    net = random_backbone("whisper", "tiny", "fastvideo")
+    net = tiny_backbone("whisper")
     dims = {**OFFICIAL_DIMS["tiny"], **TINY_CONFIGS["whisper"]["dims"]}
     torch.save({"dims": dims, "model_state_dict": net.model.state_dict()}, wd / "base.pt")
     texts = tmp_path / "t.csv"
@@ -377,12 +376,12 @@ def test_av_benchmark_protocol_and_duration(av_folders, tmp_path, capsys):
     a1, sr_a1 = read_audio(gen / "a1.flac")
     v0, sr_v0, f0, fps0 = _video(gen / "v0.mp4")
     v1, sr_v1, f1, fps1 = _video(gen / "v1.mp4")
-    kl = PaSSTKLDivergence(protocol="av-benchmark", backbone=random_backbone("passt", "tiny", ""), duration=4.8)
+    kl = PaSSTKLDivergence(protocol="av-benchmark", backbone=tiny_backbone("passt"), duration=4.8)
     kl.update([a0, v0], [read_audio(ref / f"{s}.wav")[0] for s in ("a0", "v0")], [sr_a0, sr_v0], 22050)
-    clap = CLAPScore(protocol="av-benchmark", backbone=random_backbone("clap", "tiny", "av-benchmark"), duration=4.8)
+    clap = CLAPScore(protocol="av-benchmark", backbone=tiny_backbone("clap", protocol="av-benchmark"), duration=4.8)
     clap.update([a0, v0], ["rain, on a roof", "a dog barks"], sample_rate=[sr_a0, sr_v0])
     clap.update([a1], ["a violin"], sample_rate=[sr_a1])
-    ib = ImageBindScore(protocol="av-benchmark", backbone=random_backbone("imagebind", "tiny", ""), duration=4.8)
+    ib = ImageBindScore(protocol="av-benchmark", backbone=tiny_backbone("imagebind"), duration=4.8)
     ib.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
     ib.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
     m = doc["metrics"]
@@ -392,7 +391,7 @@ def test_av_benchmark_protocol_and_duration(av_folders, tmp_path, capsys):
     if desync_available():
         from torchmetrics_av.av.desync import DeSync
 
-        ds = DeSync(protocol="av-benchmark", backbone=random_backbone("synchformer", "tiny", ""), duration=4.8)
+        ds = DeSync(protocol="av-benchmark", backbone=tiny_backbone("synchformer"), duration=4.8)
         ds.update([v0], [f0], sample_rate=[sr_v0], video_fps=[fps0])
         ds.update([v1], [f1], sample_rate=[sr_v1], video_fps=[fps1])
         assert m["desync"] == pytest.approx(float(ds.compute()), rel=1e-12)

@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from torchmetrics import Metric
 
 from tests.test_cli import _write_video
 from torchmetrics_av import FrechetAudioDistance, PaSSTKLDivergence
 from torchmetrics_av.cli import METRICS, main
-from torchmetrics_av.cli.random_weights import random_backbone
+from torchmetrics_av.cli.feeds import GeneratedAudio
+from torchmetrics_av.cli.registry import MetricSpec
 from torchmetrics_av.io import read_audio
+from torchmetrics_av.testing import tiny_backbone
 
 SR = 16000
 # The issue's example: a 4 s 16-bit WAV cut to 3,000 bytes (libsndfile alone reads it as a 0.09 s clip).
@@ -77,7 +80,7 @@ def test_truncated_and_corrupt_files_are_broken_not_scored(bad_folders, tmp_path
 
     # The same numbers as the Python API on the good files only (the truncated generated file's reference, cut.wav,
     # still counts as an FD reference, fed after the unpaired references, as before).
-    net = random_backbone("passt", "tiny", "fastvideo")
+    net = tiny_backbone("passt")
     fd, kl = FrechetAudioDistance(backbone=net, batch_size=2), PaSSTKLDivergence(backbone=net, batch_size=2)
     g = [read_audio(gen / f"c{i}.wav")[0] for i in range(3)]
     r = [read_audio(ref / f"c{i}.wav")[0] for i in range(3)]
@@ -126,12 +129,54 @@ def test_one_refused_clip_never_ends_the_run(tmp_path, capsys):
     assert "kl_passt skipped short" in err and "Traceback" not in err
     assert "needs at least" in doc["per_sample"]["short"]["kl_passt_error"]
     # KL over the pairs it took, fed one at a time after the batch was refused.
-    net = random_backbone("passt", "tiny", "fastvideo")
+    net = tiny_backbone("passt")
     kl = PaSSTKLDivergence(backbone=net, batch_size=4)
     for s in ("c0", "c1"):
         kl.update([read_audio(gen / f"{s}.wav")[0]], [read_audio(ref / f"{s}.wav")[0]], sample_rate=SR)
     assert doc["metrics"]["kl_passt"] == pytest.approx(float(kl.compute()), rel=1e-12)
     assert doc["files"]["n_scored"]["kl_passt"] == 2
+
+
+class _Flaky(Metric):
+    """Mean absolute sample; crashes (not a ValueError) on clips under 0.5 s after touching its state."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("seen", [], dist_reduce_fx="cat")
+
+    def update(self, preds, sample_rate, ids) -> None:
+        self.count += len(preds)
+        self.seen.append(torch.tensor(ids))
+        if any(p.shape[-1] < 0.5 * r for p, r in zip(preds, sample_rate)):
+            raise RuntimeError("Kernel size can't be greater than actual input size")
+        self.total += sum(float(p.abs().mean()) for p in preds)
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count
+
+
+def test_a_crashing_metric_skips_the_clip_and_restores_its_state(tmp_path, monkeypatch, capsys):
+    """Any exception (here a RuntimeError after the state was touched) skips only that clip, with its type."""
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for i, seconds in enumerate((1.0, 0.2, 1.0)):
+        _wav(gen / f"c{i}.wav", seconds, seed=i)
+    monkeypatch.setitem(METRICS, "flaky", MetricSpec("passt", GeneratedAudio(), lambda bb, args: _Flaky()))
+    out = tmp_path / "f.json"
+    argv = ["evaluate", "--gen", str(gen), "--metrics", "flaky,aesthetics", "--batch-size", "3", "--out", str(out)]
+    assert main([*argv, *TINY]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["files"]["skipped"] == {
+        "flaky": [{"stem": "c1", "error": "RuntimeError: Kernel size can't be greater than actual input size"}]
+    }
+    good = [read_audio(gen / f"c{i}.wav")[0] for i in (0, 2)]
+    assert doc["metrics"]["flaky"] == pytest.approx(sum(float(w.abs().mean()) for w in good) / 2, rel=1e-12)
+    assert isinstance(doc["metrics"]["aesthetics"], dict) and doc["files"]["n_scored"]["flaky"] == 2
+    assert "flaky skipped c1: RuntimeError" in capsys.readouterr().err
 
 
 def test_truncated_video_is_broken(tmp_path):
@@ -187,6 +232,9 @@ EXPECTED_MISSING = {
     "audiobox": ("audiobox-aesthetics", "huggingface.co/facebook/audiobox-aesthetics"),
     "imagebind": ("imagebind_huge.pth", "dl.fbaipublicfiles.com/imagebind"),
     "synchformer": ("synchformer_state_dict.pth", "github.com/hkchengrex/MMAudio/releases"),
+    "panns": ("Cnn14_16k_mAP=0.438.pth", "zenodo.org/records/3987831"),
+    "vggish": ("vggish-10086976.pth", "github.com/harritaylor/torchvggish/releases"),
+    "msclap": ("CLAP_weights_2023.pth", "huggingface.co/microsoft/msclap"),
 }
 
 
@@ -255,3 +303,30 @@ def test_progress_advances_per_file(bad_folders, tmp_path, monkeypatch):
     assert total == 6 + 1 + 1
     steps = [n for e, n in events if e == "advance"]
     assert sum(steps) == total and max(steps) <= 2 and events[-1] == ("close", 0)
+
+
+def test_silent_clip_is_skipped_and_counted(tmp_path):
+    """Under "fastvideo" an all-zero clip cannot be peak-normalised: KL and CLAP skip and count it (not a row of their
+    per_sample()); the CSV marks it, the JSON counts it, and the other clips are scored."""
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    for i in range(2):
+        _wav(gen / f"c{i}.wav", 1.0, seed=i)
+        _wav(ref / f"c{i}.wav", 1.0, seed=10 + i)
+    soundfile.write(gen / "zero.wav", np.zeros(SR, np.float32), SR, subtype="PCM_16")
+    _wav(ref / "zero.wav", 1.0, seed=12)
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"c0": "rain", "c1": "a dog", "zero": "nothing"}))
+    out, per = tmp_path / "s.json", tmp_path / "s.csv"
+    argv = ["evaluate", "--gen", str(gen), "--ref", str(ref), "--prompts", str(prompts), "--metrics", "kl_passt,clap"]
+    assert main([*argv, "--out", str(out), "--csv", str(per), *TINY]) == 0
+    doc = json.loads(out.read_text())
+    for name in ("kl_passt", "clap"):
+        assert doc["details"][name]["n_skipped_silent"] == 1 and doc["details"][name]["n_samples"] == 2, name
+    rows = doc["per_sample"]
+    assert rows["zero"]["kl_passt_skipped"] == "silent" and rows["zero"]["clap_skipped"] == "silent"
+    assert "kl_passt" not in rows["zero"] and "clap_cosine" not in rows["zero"]
+    assert all(
+        isinstance(rows[s]["kl_passt"], float) and isinstance(rows[s]["clap_cosine"], float) for s in ("c0", "c1")
+    )

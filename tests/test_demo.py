@@ -23,7 +23,6 @@ import torchmetrics_av.cli.runner as runner
 from torchmetrics_av import demo
 from torchmetrics_av.cli import main
 from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER
-from torchmetrics_av.cli.registry import METRICS
 from torchmetrics_av.io import read_video
 from torchmetrics_av.weights import WeightsNotFoundError
 
@@ -51,14 +50,14 @@ def test_demo_command_offline_random_weights(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["per_sample.csv", "report.html", "results.json"]
 
     doc = json.loads((out / "results.json").read_text())
-    assert list(doc["metrics"]) == list(METRICS)  # every metric of the registry, in its order
+    assert list(doc["metrics"]) == demo.demo_metrics()  # every metric of the registry, in its order
     assert all(v is not None for v in doc["metrics"].values()), doc["details"]
     assert set(doc["metrics"]["aesthetics"]) == {"CE", "CU", "PC", "PQ"}
     assert doc["provenance"]["random_weights"] == "tiny" and doc["provenance"]["missing_checkpoints"] == []
     files = doc["files"]
     assert files["n_gen"] == files["n_gen_videos"] == files["n_paired"] == 6 and not files["broken"]
     assert files["skipped"] == {} and files["n_scored"]["wer"] == 2
-    assert all(files["n_scored"][m] == 6 for m in METRICS if m != "wer")
+    assert all(files["n_scored"][m] == 6 for m in demo.demo_metrics() if m != "wer")
     assert doc["provenance"]["video_fps"] == [25.0] and doc["provenance"]["sample_rates"] == {
         "gen": [16000],
         "ref": [16000],
@@ -75,7 +74,7 @@ def test_demo_command_offline_random_weights(tmp_path):
     assert len(images) >= 3
     for b64 in images:
         Image.open(io.BytesIO(base64.b64decode(b64, validate=True))).load()
-    assert all(name in report for name in METRICS) and "RANDOM WEIGHTS" in report
+    assert all(name in report for name in demo.demo_metrics()) and "RANDOM WEIGHTS" in report
     assert all(f"{s}.mp4" in report for s in STEMS)
 
 

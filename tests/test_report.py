@@ -251,7 +251,7 @@ def test_bad_arguments():
 
 def test_directions_match_the_metric_classes():
     """Consistency test: HIGHER_IS_BETTER names every CLI metric with its class's `higher_is_better`."""
-    from torchmetrics_av.cli.random_weights import random_backbone
+    from torchmetrics_av.cli.backbones import random_backbone
 
     args = argparse.Namespace(protocol="fastvideo", batch_size=1, duration=None, ref_stats=None)
     assert set(HIGHER_IS_BETTER) >= set(METRICS)

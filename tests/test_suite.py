@@ -268,32 +268,35 @@ def test_forward_gives_the_batch_and_accumulates():
 
 
 def test_a_failing_member_leaves_every_member_unchanged():
-    d = data()
-    p, t, ids = d["pairs"]
+    p, t, ids = data()["pairs"]
     bbs = {**audio_backbones(), **text_backbones()}
     rows = Rows(bbs)
     suite = av_benchmark_suite(bbs, sample_rate=SR)
-    suite.update(preds=p, target=t, ids=ids)
-    before = suite.compute()
-    short = [p[0][: SR // 2]]  # 0.5 s: enough for CLAP, too short for VGGish (0.975 s)
-    with pytest.raises(ValueError, match="VGGish|0.975"):
-        suite.update(preds=short, target=[t[0]], text=["a beep"], ids=[99])  # CLAP members run before FD-VGG
-    assert rows.rows["clap"] == 1  # it ran ...
-    assert list(suite.compute()) == AUDIO_KEYS  # ... but no caption was kept: no CLAP key
-    assert suite["LAION-CLAP-Score"]._update_count == 0 and not suite["LAION-CLAP-Score"].sample_id
-    after = suite.compute()
-    for key in AUDIO_KEYS:
-        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
+    suite.update(preds=p[:3], target=t[:3], ids=ids[:3])
+    state = {k: m.per_sample() for k, m in suite.items() if k.startswith(("KL", "ISC"))}
+    fd = {k: suite[k].compute() for k in ("FD-VGG", "FD-PANN", "FD-PASST")}
+    short = [p[3][: SR // 2]]  # 0.5 s: enough for CLAP, too short for VGGish (0.975 s)
+    with pytest.raises(ValueError, match="VGGish"):
+        suite.update(preds=short, target=[t[3]], text=["a beep"], ids=[3])  # the CLAP members run before FD-VGG
+    assert rows.rows["clap"] == rows.rows["msclap"] == 1  # they ran ...
+    for key in CLAP_KEYS:  # ... but kept nothing
+        assert suite[key]._update_count == 0 and suite[key].per_sample()["ids"].numel() == 0
+    for key, before in state.items():
+        after = suite[key].per_sample()
+        assert all(torch.equal(after[c], before[c]) for c in before), key
+    for key, before in fd.items():
+        assert torch.equal(suite[key].compute(), before), key
+    with pytest.raises(ValueError, match=r"^ISC-PANNS: "):  # no caption was kept: no CLAP key is asked for
+        suite.compute()
 
 
 def test_memo_holds_a_batch_larger_than_its_cache():
-    d = data()
-    p, t, ids = d["pairs"]
+    p, t, ids = data()["pairs"]
     bbs = audio_backbones(passt={"cache_size": 3}, panns={"cache_size": 3})
     rows = Rows(bbs)
     suite = av_benchmark_suite(bbs, sample_rate=SR)
-    suite.update(preds=p, target=t, ids=ids)
-    assert rows.rows["passt"] == 2 * N_PAIRS and rows.rows["panns"] == 2 * N_PAIRS
+    suite.update(preds=p[:4], target=t[:4], ids=ids[:4])  # 8 model inputs for a memo of 3
+    assert rows.rows["passt"] == 8 and rows.rows["panns"] == 8
     assert bbs["passt"].cache_size == 3 and bbs["panns"].cache_size == 3  # the user's setting is back
 
 
@@ -307,15 +310,15 @@ def test_missing_backbones_are_built_once_lazily(monkeypatch):
     monkeypatch.setattr("torchmetrics_av.suites._build_official", official)
     suite = av_benchmark_suite(sample_rate=SR)
     assert built == []
-    d = data()
-    feed(suite, d)
+    p, t, ids = data()["pairs"]
+    suite.update(preds=p[:3], target=t[:3], ids=ids[:3])
     assert sorted(built) == ["panns", "passt", "vggish"]  # once each, for FD, KL and IS together
     assert sorted(suite.backbones) == ["panns", "passt", "vggish"]
     for name, keys in (("passt", ("FD-PASST", "KL-PASST-softmax", "ISC-PASST")), ("panns", ("FD-PANN", "ISC-PANNS"))):
         assert all(suite[key].backbone is suite.backbones[name] for key in keys)
-    # (FD's moments are sized for the official widths; these stand-ins are narrower, so only KL / IS are computed.)
-    assert float(suite["KL-PANNS-softmax"].compute()) >= 0
-    assert float(suite["ISC-PASST"].compute()["ISC-PASST-mean"]) >= 1 - 1e-12
+    # (FD's moments are sized for the official widths; these stand-ins are narrower, so only KL is computed.)
+    assert suite["KL-PANNS-softmax"].per_sample()["ids"].tolist() == [0, 1, 2]
+    assert float(suite["KL-PASST-softmax"].compute()) >= 0
 
 
 def test_bad_arguments():
@@ -370,12 +373,79 @@ def _ddp_worker(rank: int, world: int) -> dict[str, float]:
 
 
 @pytest.mark.ddp
-def test_ddp_two_ranks_equal_one():
+def test_ddp_two_ranks_equal_one(audio_run):
     results = run_ddp(_ddp_worker, 2)
-    suite = av_benchmark_suite(audio_backbones(), sample_rate=SR)
-    feed(suite, data())
-    single = {k: float(v) for k, v in suite.compute().items()}
+    single = {k: float(v) for k, v in audio_run[0].compute().items()}  # the same data in one process
     for rank_values in results:
         assert list(rank_values) == AUDIO_KEYS
         for key in AUDIO_KEYS:
             assert rank_values[key] == pytest.approx(single[key], rel=RTOL, abs=ATOL), key
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI: --protocol av-benchmark --avbench-json
+
+
+def test_cli_avbench_json_writes_av_benchmarks_keys_only(tmp_path, capsys):
+    import json
+
+    import soundfile
+
+    from torchmetrics_av.cli import main
+    from torchmetrics_av.cli.backbones import random_backbone
+
+    d = data()
+    (p, t, ids), (g, _), (r, _) = d["pairs"], d["gen_only"], d["ref_only"]
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    stems = [f"s{i:02d}" for i in range(N_PAIRS)]
+    for stem, a, b in zip(stems, p, t):
+        soundfile.write(gen / f"{stem}.wav", a.numpy(), SR, subtype="FLOAT")
+        soundfile.write(ref / f"{stem}.wav", b.numpy(), SR, subtype="FLOAT")
+    for i, a in enumerate(g):
+        soundfile.write(gen / f"u{i}.wav", a.numpy(), SR, subtype="FLOAT")
+    for i, b in enumerate(r):
+        soundfile.write(ref / f"x{i}.wav", b.numpy(), SR, subtype="FLOAT")
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("name,caption\n" + "".join(f"{s},{c}\n" for s, c in zip(stems, d["text"])))
+    out, avb = tmp_path / "r.json", tmp_path / "output_metrics.json"
+    argv = ["evaluate", "--gen", str(gen), "--ref", str(ref), "--prompts", str(prompts), "--out", str(out)]
+    argv += ["--random-weights", "tiny", "--device", "cpu", "--batch-size", "4"]
+    assert main([*argv, "--avbench-json", str(avb)]) == 2  # fastvideo numbers under av-benchmark's names: refused
+    assert "--avbench-json" in capsys.readouterr().err and not avb.exists()
+    assert main([*argv, "--protocol", "av-benchmark", "--avbench-json", str(avb)]) == 0
+    written = json.loads(avb.read_text())
+    assert list(written) == AUDIO_KEYS + CLAP_KEYS  # av-benchmark's names, in its order, and nothing else
+    assert all(isinstance(v, float) and math.isfinite(v) for v in written.values())
+    doc = json.loads(out.read_text())
+    assert {"fd_vgg", "fd_panns", "kl_panns", "isc_panns", "isc_passt", "msclap"} <= set(doc["metrics"])
+    assert "aesthetics" in doc["metrics"]  # in the default set, not an av-benchmark key
+    assert written["FD-PANN"] == doc["metrics"]["fd_panns"]
+    assert written["ISC-PANNS-std"] == doc["details"]["isc_panns"]["inception_score_std"]
+    # The same numbers as the suite on the same clips, models and batches (the CLI feeds 4 files at a time, pairs
+    # first): FD-PASST on the pairs only, FD-PANN / FD-VGG on every file.
+    bbs = {k: random_backbone(k, "tiny", "av-benchmark") for k in ("passt", "panns", "vggish", "clap", "msclap")}
+    suite = av_benchmark_suite(bbs, sample_rate=SR)
+    suite.update(preds=p[:3], target=t[:3], text=d["text"], ids=ids[:3])
+    suite.update(preds=p[3:4], target=t[3:4], ids=ids[3:4])
+    for s in range(4, N_PAIRS, 4):
+        suite.update(preds=p[s : s + 4], target=t[s : s + 4], ids=ids[s : s + 4])
+    suite.update(preds=g, ids=[10, 11])
+    suite.update(target=r)
+    expected = suite.compute()
+    for key in AUDIO_KEYS + CLAP_KEYS:
+        assert written[key] == pytest.approx(float(expected[key]), rel=RTOL, abs=ATOL), key
+
+
+def test_plot(audio_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    suite, _ = audio_run
+    figures = suite.plot()
+    assert len(figures) == 7  # one per member with keys: 5 FD/KL + the two ISC pairs
+    fig, ax = suite.plot(together=True)
+    assert fig is not None
+    with pytest.raises(ValueError, match="`ax` has 1 axes for 7"):
+        suite.plot(ax=[ax])

@@ -72,6 +72,9 @@ class ProtocolSpec:
         desync_pad_short: zero-pad audio shorter than one Synchformer segment instead of raising.
         imagebind_frames: ImageBind video frames: ``"clips"`` (stock loader: 5 clips of 2 s, first and last frame) or
             ``"ffmpeg"`` (av-benchmark: ``fps=0.5`` frames in the first ``duration``).
+        passt_pairs_only: a harness feeding a folder to FD_PaSST uses only the generated clips that have a reference,
+            with those references (av-benchmark's ``evaluate()`` pairs its PaSST features by name; FD_PANNs / FD_VGG
+            there use every clip). The metrics themselves take whatever they are given; the CLI reads this.
     """
 
     name: str
@@ -90,6 +93,7 @@ class ProtocolSpec:
     desync_mel_pad: Literal["min", "zero"]
     desync_pad_short: bool
     imagebind_frames: Literal["clips", "ffmpeg"]
+    passt_pairs_only: bool = False
 
     @property
     def skips_silent(self) -> bool:
@@ -181,6 +185,7 @@ AV_BENCHMARK = ProtocolSpec(
     desync_mel_pad="zero",
     desync_pad_short=False,
     imagebind_frames="ffmpeg",
+    passt_pairs_only=True,  # evaluate.py: unroll_paired_dict(gt_passt_features, pred_passt_features)
 )
 
 _SPECS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (FASTVIDEO, AV_BENCHMARK)}

@@ -480,6 +480,35 @@ class AVBenchmarkSuite(MetricCollection):
                 raise ValueError(f"{member.key}: {err}") from err
         return self._flatten(values)
 
+    def plot(self, val: Mapping[str, Tensor] | None = None, ax: Any = None, together: bool = False) -> Any:
+        """Plot a ``compute()`` / ``forward()`` result (default: ``compute()``), torchmetrics-style.
+
+        ``together=False``: one ``(figure, axis)`` per member whose keys are in ``val`` (the two ISC keys on one
+        axis), in :data:`MEMBERS` order; ``ax`` is then a sequence of axes of that length, or ``None``.
+        ``together=True``: every key on one axis.
+
+        Raises:
+            ModuleNotFoundError: matplotlib is not installed (``pip install 'torchmetrics-av[all]'``).
+            ValueError: ``ax`` does not have one axis per plotted member.
+        """
+        from torchmetrics.utilities.plot import plot_single_or_multi_val
+
+        from torchmetrics_av.base import require_extra
+
+        require_extra(type(self).__name__, ["matplotlib"], "all")
+        val = self.compute() if val is None else val
+        if together:
+            return plot_single_or_multi_val(dict(val), ax=ax)
+        groups = []
+        for member in MEMBERS:
+            keys = [self._set_name(k) for k in member.outputs]
+            if all(k in val for k in keys):
+                groups.append((member.key, val[keys[0]] if len(keys) == 1 else {k: val[k] for k in keys}))
+        if ax is not None and len(ax) != len(groups):
+            raise ValueError(f"`ax` has {len(ax)} axes for {len(groups)} plotted members ({[g for g, _ in groups]})")
+        axes = ax if ax is not None else [None] * len(groups)
+        return [self.__getitem__(key, copy_state=False).plot(v, ax=a) for (key, v), a in zip(groups, axes)]
+
     def reset(self) -> None:
         """Reset every member and forget which inputs were given."""
         super().reset()
@@ -557,6 +586,8 @@ def av_benchmark_suite(
         ValueError: an unknown backbone key, a backbone of the wrong class (or a CLAP of the other protocol, or a
             PaSST / PANNs with ``cache_size=0``), a ``protocol`` argument (the suite is av-benchmark's), or a bad
             argument of a member (named in its message).
+        ModuleNotFoundError: an optional dependency of a member is missing (every member is built, so the suite
+            needs ``pip install 'torchmetrics-av[all]'``; use the metrics one by one for a subset).
 
     Example:
         >>> import torch

@@ -52,7 +52,7 @@ Rejected samples: when a metric raises on a batch (e.g. a video shorter than DeS
 words), its state is restored and the batch is fed one file at a time; the files it still rejects are listed under
 ``files.skipped`` and in the CSV column ``<metric>_error``, and every other metric still reports. A metric that ends
 with no scored sample is ``null`` with its reason (asked for with ``--metrics``, the run also exits with 2).
-``--protocol av-benchmark --duration S`` sets av-benchmark's ``--audio_length`` (FD/KL/ImageBind/DeSync window,
+``--protocol av-benchmark --duration S`` sets av-benchmark's ``--audio_length`` (FD/KL/CLAP/ImageBind/DeSync window,
 default 8 s).
 
 Examples (shell)::

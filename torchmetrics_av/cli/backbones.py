@@ -14,25 +14,31 @@ publisher's own name is accepted instead (:attr:`BackboneSpec.alternatives`: Whi
 reports **all** of it in one error, :func:`~torchmetrics_av.weights.missing_message`: each file with its URL, and the
 ``torchmetrics-av download`` command that fetches them.
 
+``--random-weights {tiny,full}`` (:func:`random_backbone`) builds each backbone with random weights instead, for
+trying the command and testing it offline: the numbers it gives are **not** the metrics (the command prints a RANDOM
+WEIGHTS banner).
+
 Adding a backbone (PANNs, VGGish, MS-CLAP, ...) adds one spec here; the metric specs name it by its key.
 
 Example:
     >>> from torchmetrics_av.cli.backbones import BACKBONES
     >>> sorted(BACKBONES)
-    ['audiobox', 'clap', 'imagebind', 'passt', 'synchformer', 'whisper']
+    ['audiobox', 'clap', 'imagebind', 'msclap', 'panns', 'passt', 'synchformer', 'vggish', 'whisper']
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from torchmetrics_av.cli.errors import CLIError
-from torchmetrics_av.cli.random_weights import random_backbone
 
 
 def _no_alternatives(args: argparse.Namespace) -> tuple[str, ...]:
@@ -48,12 +54,14 @@ class BackboneSpec:
             ``--whisper-model``), as :func:`torchmetrics_av.weights.select_checkpoints` takes them.
         load: ``(a copy under an alternative name inside --weights-dir, or None for the table's files, args) ->
             module``; it passes ``cache_dir=args.weights_dir``.
+        random: ``protocol -> module``: the official architecture with random weights (``--random-weights full``).
         alternatives: ``args -> names`` inside ``--weights-dir`` used as ``weights=`` when the table's files are not
             all there.
     """
 
     checkpoints: Callable[[argparse.Namespace], list[str]]
     load: Callable[[Path | None, argparse.Namespace], nn.Module]
+    random: Callable[[str], nn.Module]
     alternatives: Callable[[argparse.Namespace], tuple[str, ...]] = _no_alternatives
 
 
@@ -129,14 +137,81 @@ def _synchformer(path: Path | None, args: argparse.Namespace) -> nn.Module:
     return Synchformer(weights=path, cache_dir=args.weights_dir)
 
 
+def _panns(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.panns import PANNs
+
+    return PANNs(weights=path, cache_dir=args.weights_dir)
+
+
+def _vggish(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.vggish import VGGish
+
+    return VGGish(weights=path, cache_dir=args.weights_dir)
+
+
+def _msclap(path: Path | None, args: argparse.Namespace) -> nn.Module:
+    from torchmetrics_av.backbones.msclap import MSCLAP
+
+    msclap = MSCLAP(weights=path, cache_dir=args.weights_dir)
+    _ = msclap.tokenizer  # its GPT-2 BPE file now, so that a missing one is listed with the missing checkpoints
+    return msclap
+
+
+def _random_clap(protocol: str) -> nn.Module:
+    from torchmetrics_av.backbones.clap import CLAP
+    from torchmetrics_av.testing import ToyTokenizer
+
+    return CLAP(pretrained=False, protocol=protocol, tokenizer=ToyTokenizer())
+
+
+def _random(module: str, cls: str) -> Callable[[str], nn.Module]:
+    """A builder of ``module.cls(pretrained=False)`` (the architecture does not depend on the protocol)."""
+
+    def build(protocol: str) -> nn.Module:
+        return getattr(importlib.import_module(module), cls)(pretrained=False)
+
+    return build
+
+
+def _only(*names: str) -> Callable[[argparse.Namespace], list[str]]:
+    return lambda args: list(names)
+
+
+_BB = "torchmetrics_av.backbones."
 BACKBONES: dict[str, BackboneSpec] = {
-    "passt": BackboneSpec(lambda args: ["passt"], _passt),
-    "clap": BackboneSpec(_clap_checkpoints, _clap, _clap_alternatives),
-    "whisper": BackboneSpec(_whisper_checkpoints, _whisper, _whisper_alternatives),
-    "audiobox": BackboneSpec(lambda args: ["audiobox"], _audiobox, _audiobox_alternatives),
-    "imagebind": BackboneSpec(lambda args: ["imagebind"], _imagebind),
-    "synchformer": BackboneSpec(lambda args: ["synchformer"], _synchformer),
+    "passt": BackboneSpec(_only("passt"), _passt, _random(_BB + "passt", "PaSST")),
+    "clap": BackboneSpec(_clap_checkpoints, _clap, _random_clap, _clap_alternatives),
+    "whisper": BackboneSpec(
+        _whisper_checkpoints, _whisper, _random(_BB + "whisper", "Whisper"), _whisper_alternatives
+    ),
+    "audiobox": BackboneSpec(
+        _only("audiobox"), _audiobox, _random(_BB + "audiobox", "Audiobox"), _audiobox_alternatives
+    ),
+    "imagebind": BackboneSpec(_only("imagebind"), _imagebind, _random(_BB + "imagebind", "ImageBind")),
+    "synchformer": BackboneSpec(_only("synchformer"), _synchformer, _random(_BB + "synchformer", "Synchformer")),
+    "panns": BackboneSpec(_only("panns"), _panns, _random(_BB + "panns", "PANNs")),
+    "vggish": BackboneSpec(_only("vggish"), _vggish, _random(_BB + "vggish", "VGGish")),
+    "msclap": BackboneSpec(_only("msclap"), _msclap, _random(_BB + "msclap", "MSCLAP")),
 }
+
+
+def random_backbone(kind: str, size: str, protocol: str) -> nn.Module:
+    """Backbone ``kind`` with random weights: ``size="tiny"`` (:func:`~torchmetrics_av.testing.tiny_backbone`) or
+    ``"full"`` (the official architecture), seeded with :data:`~torchmetrics_av.testing.TINY_SEED` either way, so the
+    same call gives the same weights.
+
+    Example:
+        >>> type(random_backbone("passt", "tiny", "fastvideo")).__name__
+        'PaSST'
+    """
+    from torchmetrics_av.testing import TINY_BACKBONES, TINY_SEED, tiny_backbone
+
+    if size == "tiny":
+        takes_protocol = "protocol" in inspect.signature(TINY_BACKBONES[kind]).parameters
+        return tiny_backbone(kind, **({"protocol": protocol} if takes_protocol else {}))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        return BACKBONES[kind].random(protocol)
 
 
 class MissingWeightsError(CLIError):

@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 
 from torchmetrics_av.cli.errors import CLIError
-from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, write_outputs
+from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, write_avbench_json, write_outputs
 from torchmetrics_av.cli.parser import Subcommand, add_model_options, check_args
 from torchmetrics_av.cli.registry import METRICS
+from torchmetrics_av.protocols import AV_BENCHMARK
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +40,11 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results.json", help="JSON output path (default: results.json)")
     p.add_argument("--csv", help="per-sample CSV output path")
     p.add_argument("--report", help="self-contained HTML report path (plots, worst samples, provenance)")
+    p.add_argument(
+        "--avbench-json",
+        help="also write av-benchmark's output_metrics.json (its key names only, e.g. FD-PASST) to this path; "
+        "needs --protocol av-benchmark",
+    )
     add_model_options(p)
 
 
@@ -66,10 +72,15 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     from torchmetrics_av.cli.runner import run_evaluate
 
     check_args(args)
-    _check_outputs(args.out, args.csv)
+    avbench_json = getattr(args, "avbench_json", None)
+    if avbench_json and args.protocol != AV_BENCHMARK.name:
+        raise CLIError(f"--avbench-json writes av-benchmark's keys: it needs --protocol {AV_BENCHMARK.name}")
+    _check_outputs(args.out, args.csv, avbench_json)
     _banner(args)
     doc, failed = run_evaluate(args)
     write_outputs(doc, Path(args.out), Path(args.csv) if args.csv else None)
+    if avbench_json:
+        write_avbench_json(doc, Path(avbench_json))
     if getattr(args, "report", None):
         from torchmetrics_av.report import write_report
 

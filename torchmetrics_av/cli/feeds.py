@@ -1,13 +1,15 @@
 """How a batch of decoded files reaches a metric's ``update``: one :class:`Feed` per shape of input.
 
-Five shapes cover every metric of the library and those being added:
+These shapes cover every metric of the library and those being added:
 
 ==========================  ===========================================  ===========================================
 feed                        takes                                        metrics
 ==========================  ===========================================  ===========================================
 :class:`GeneratedAudio`     every generated clip                         Audiobox aesthetics, Inception Score
 :class:`Unpaired`           generated clips, all references (or stats)   FD (any backbone), KAD
+:class:`PaSSTSets`          as Unpaired; pairs under av-benchmark        FD_PaSST
 :class:`Paired`             generated clips with a reference of the stem KL (any backbone)
+:class:`GeneratedOfPairs`   generated clips with a reference of the stem IS_PaSST (av-benchmark's paired subset)
 :class:`WithText`           clips with a prompt / transcript             CLAP, MS-CLAP, WER
 :class:`AudioVideo`         generated videos (audio + frames)            ImageBind, DeSync
 ==========================  ===========================================  ===========================================
@@ -28,15 +30,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchmetrics_av.cli.inputs import Clip, Inventory, Item, Texts, is_video
+from torchmetrics_av.protocols import get_protocol
 
 
 @dataclass
 class FeedContext:
-    """What a run was given: the files, the texts by kind (``"prompts"``, ``"transcripts"``) and ``--ref-stats``."""
+    """What a run was given: the files, the texts by kind (``"prompts"``, ``"transcripts"``), ``--ref-stats`` and
+    ``--protocol``.
+    """
 
     inv: Inventory
     texts: dict[str, Texts]
     ref_stats: bool = False
+    protocol: str = "fastvideo"
 
 
 class Feed:
@@ -117,6 +123,48 @@ class Unpaired(Feed):
     def update_refs(self, metric: Any, clips: list[Clip]) -> None:
         """Feed references that have no generated file (or whose generated file is broken)."""
         metric.update(target=[c.audio for c in clips], target_sample_rate=_rates(clips))
+
+
+class PaSSTSets(Unpaired):
+    """FD_PaSST's feed: :class:`Unpaired`, except under a protocol that pairs PaSST features
+    (:attr:`~torchmetrics_av.protocols.ProtocolSpec.passt_pairs_only`: av-benchmark's FD-PASST), where only the
+    generated clips with a reference of their stem, and those references, are fed (with ``--ref-stats``: every
+    generated clip against the statistics).
+    """
+
+    def _pairs_only(self, ctx: FeedContext) -> bool:
+        return get_protocol(ctx.protocol).passt_pairs_only and self.reads_refs(ctx)
+
+    def missing(self, ctx: FeedContext) -> str | None:
+        """Pairs under a pairing protocol, else what :class:`Unpaired` needs."""
+        if self._pairs_only(ctx) and not ctx.inv.paired:
+            return "--ref DIR with files paired by stem (or --ref-stats FILE)"
+        return super().missing(ctx)
+
+    def select(self, batch: list[Item], ctx: FeedContext) -> list[Item]:
+        """Under a pairing protocol, the items whose reference decoded."""
+        return [it for it in batch if it.ref is not None] if self._pairs_only(ctx) else batch
+
+    def update_refs(self, metric: Any, clips: list[Clip]) -> None:
+        """References without a generated file, unless the metric's protocol pairs PaSST features."""
+        if not get_protocol(metric.protocol).passt_pairs_only:
+            super().update_refs(metric, clips)
+
+
+class GeneratedOfPairs(GeneratedAudio):
+    """``update(audio, sample_rate=, ids=)`` with the generated clips that have a reference of the same stem
+    (av-benchmark's ISC-PASST: the paired subset).
+    """
+
+    needs_ref = True
+
+    def missing(self, ctx: FeedContext) -> str | None:
+        """Pairs are needed."""
+        return None if ctx.inv.paired else "--ref DIR with files paired by stem"
+
+    def select(self, batch: list[Item], ctx: FeedContext) -> list[Item]:
+        """Items whose reference decoded."""
+        return [it for it in batch if it.ref is not None]
 
 
 class Paired(Feed):

@@ -1,7 +1,8 @@
 """What a run writes: the JSON document, the per-file CSV, and the warnings on stderr.
 
-Further writers of the same document (an HTML ``--report``, av-benchmark's ``--avbench-json``) belong here: each
-takes the document :func:`~torchmetrics_av.cli.runner.run_evaluate` returns.
+Further writers of the same document (an HTML ``--report``, av-benchmark's ``--avbench-json``:
+:func:`write_avbench_json`) belong here: each takes the document :func:`~torchmetrics_av.cli.runner.run_evaluate`
+returns.
 
 Example:
     >>> import json, tempfile
@@ -34,6 +35,8 @@ WARNINGS = {
 }
 SHOWN_STEMS = 10  # stems listed per warning line; the JSON has them all
 RANDOM_WEIGHTS_BANNER = "!! RANDOM WEIGHTS: these numbers are not the metrics"
+# av-benchmark's evaluate.py: `json.dump(output_metrics, f, indent=4)`.
+AVBENCH_JSON_INDENT = 4
 
 
 def write_outputs(doc: dict[str, Any], out: Path, csv_path: Path | None) -> None:
@@ -46,6 +49,37 @@ def write_outputs(doc: dict[str, Any], out: Path, csv_path: Path | None) -> None
             writer.writerow(["stem", *columns])
             for stem, row in doc["per_sample"].items():
                 writer.writerow([stem, *[row.get(c, "") for c in columns]])
+
+
+def avbench_metrics(doc: dict[str, Any]) -> dict[str, float]:
+    """av-benchmark's ``output_metrics.json`` from a results document: its keys (and only those) for the metrics
+    that gave a value, in av-benchmark's order (:data:`torchmetrics_av.suites.AVBENCH_KEYS`).
+
+    Each metric's registry spec says which keys it gives and where each number is (``avbench``).
+
+    Example:
+        >>> doc = {"metrics": {"isc_panns": 7.5, "wer": 0.5, "kl_passt": None},
+        ...        "details": {"isc_panns": {"inception_score_std": 0.25}, "wer": {}, "kl_passt": {}}}
+        >>> avbench_metrics(doc)
+        {'ISC-PANNS-mean': 7.5, 'ISC-PANNS-std': 0.25}
+    """
+    from torchmetrics_av.cli.registry import METRICS, VALUE
+    from torchmetrics_av.suites import AVBENCH_KEYS
+
+    found: dict[str, float] = {}
+    for name, value in doc["metrics"].items():
+        if value is None or name not in METRICS:
+            continue
+        for key, source in METRICS[name].avbench.items():
+            number = value if source == VALUE else doc["details"][name].get(source)
+            if number is not None:
+                found[key] = float(number)
+    return {key: found[key] for key in AVBENCH_KEYS if key in found}
+
+
+def write_avbench_json(doc: dict[str, Any], path: Path) -> None:
+    """Write :func:`avbench_metrics` as av-benchmark writes ``output_metrics.json`` (``json.dump``, indent 4)."""
+    path.write_text(json.dumps(avbench_metrics(doc), indent=AVBENCH_JSON_INDENT))
 
 
 def warn(files: dict[str, Any]) -> None:

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import torch
 
-from torchmetrics_av.base import PROTOCOLS
 from torchmetrics_av.cli.errors import CLIError
-from torchmetrics_av.cli.random_weights import SIZES
+from torchmetrics_av.protocols import PROTOCOLS, get_protocol
 
 DEFAULT_BATCH_SIZE = 8  # files per metric update: fills a GPU without holding many long videos at once
 DEFAULT_NUM_WORKERS = 2  # decoder threads: decoding is far cheaper than the models' forward passes
-# Whether a protocol has av-benchmark's `--audio_length` window (the others score whole clips).
-PROTOCOL_TAKES_DURATION = {"fastvideo": False, "av-benchmark": True}
+RANDOM_WEIGHT_SIZES = ("tiny", "full")  # torchmetrics_av.testing's small configs, or the official architectures
 
 
 @dataclass(frozen=True)
@@ -66,11 +64,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--duration",
         type=float,
-        help="av-benchmark --audio_length in seconds (FD/KL/IB/DeSync window; default 8); av-benchmark only",
+        help="av-benchmark --audio_length in seconds (FD/KL/CLAP/IB/DeSync window; default 8); av-benchmark only",
     )
     p.add_argument(
         "--random-weights",
-        choices=list(SIZES),
+        choices=list(RANDOM_WEIGHT_SIZES),
         help="run randomly initialised models ('tiny': small test configs, 'full': official shapes), offline: "
         "for trying the command and testing it; the numbers are NOT the metrics (a RANDOM WEIGHTS banner says so)",
     )
@@ -121,8 +119,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.num_workers < 1:
         raise CLIError("--num-workers must be >= 1")
     if args.duration is not None:
-        if not PROTOCOL_TAKES_DURATION[args.protocol]:
-            takers = " / ".join(p for p, takes in PROTOCOL_TAKES_DURATION.items() if takes)
+        if get_protocol(args.protocol).duration is None:  # the protocol scores whole clips
+            takers = " / ".join(p for p in PROTOCOLS if get_protocol(p).duration is not None)
             raise CLIError(f"--duration applies to --protocol {takers} only ({args.protocol!r} uses whole clips)")
         if not args.duration > 0:
             raise CLIError(f"--duration must be positive seconds, got {args.duration}")

@@ -81,25 +81,6 @@ def _restore(metric: Any, snapshot: dict[str, Any]) -> None:
         setattr(metric, name, value)
 
 
-# Per-sample keys of DESIGN.md's `per_sample()` and the `details` names they had before it existed.
-_LEGACY_PER_SAMPLE_KEYS = {"score": "cosine", "words": "ref_tokens", "transcript": "transcripts"}
-
-
-def per_sample(metric: Any) -> dict[str, Any]:
-    """``metric.per_sample()``: per-sample values keyed as in DESIGN.md, with ``"ids"``; call after ``compute()``.
-
-    Metrics from before ``per_sample()`` existed give the same dict from their ``details``.
-    """
-    if hasattr(metric, "per_sample"):
-        return metric.per_sample()
-    d = metric.details
-    ids = d["sample_id"]
-    out: dict[str, Any] = {"ids": ids}
-    out.update({k: v for k, v in d.items() if _is_per_sample(v) and len(v) == len(ids) and k != "sample_id"})
-    out.update({new: out[old] for new, old in _LEGACY_PER_SAMPLE_KEYS.items() if old in out and new not in out})
-    return out
-
-
 @dataclass
 class MetricRun:
     """One metric in a run: the metric, the ids of the generated files it took, and the files it rejected."""
@@ -160,10 +141,13 @@ class MetricRun:
                 reason += f" ({len(self.skipped)} rejected, e.g. {first['stem']}: {first['error']})"
             return None, {"error": reason, "n_skipped_by_cli": len(self.skipped)}, rows
         value = {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
-        details = {k: json_value(v) for k, v in self.metric.details.items() if not _is_per_sample(v)}
+        d = getattr(self.metric, "details", {})  # a plain torchmetrics Metric has none
+        # Per-sample columns go to the rows; deprecated aliases of renamed keys are left out of the JSON.
+        old = getattr(d, "deprecated_keys", ())
+        details = {k: json_value(v) for k, v in d.items() if k not in old and not _is_per_sample(v)}
         details["n_skipped_by_cli"] = len(self.skipped)
         if self.spec.columns:
-            table = per_sample(self.metric)
+            table = self.metric.per_sample()
             ids = table["ids"].tolist()
             for i, sid in enumerate(ids):
                 rows.setdefault(order[sid], {}).update(
@@ -241,7 +225,7 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Compute the metrics; return the JSON document and the names of requested metrics that gave no value."""
     inv = Inventory(gen=list_files(args.gen, "--gen"), ref=list_files(args.ref, "--ref") if args.ref else {})
     texts = {kind: _read_texts(path, kind) for kind in TEXT_REPORT_KEYS if (path := getattr(args, kind, None))}
-    ctx = FeedContext(inv, texts, ref_stats=bool(args.ref_stats))
+    ctx = FeedContext(inv, texts, ref_stats=bool(args.ref_stats), protocol=args.protocol)
     backbones, runs = _open(select_metrics(args.metrics, ctx), args)
     reads_refs = any(r.spec.feed.reads_refs(ctx) for r in runs.values())
     ref_pass = [r for r in runs.values() if r.spec.feed.unpaired_refs and r.spec.feed.reads_refs(ctx)]
