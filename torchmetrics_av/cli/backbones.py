@@ -181,9 +181,7 @@ _BB = "torchmetrics_av.backbones."
 BACKBONES: dict[str, BackboneSpec] = {
     "passt": BackboneSpec(_only("passt"), _passt, _random(_BB + "passt", "PaSST")),
     "clap": BackboneSpec(_clap_checkpoints, _clap, _random_clap, _clap_alternatives),
-    "whisper": BackboneSpec(
-        _whisper_checkpoints, _whisper, _random(_BB + "whisper", "Whisper"), _whisper_alternatives
-    ),
+    "whisper": BackboneSpec(_whisper_checkpoints, _whisper, _random(_BB + "whisper", "Whisper"), _whisper_alternatives),
     "audiobox": BackboneSpec(
         _only("audiobox"), _audiobox, _random(_BB + "audiobox", "Audiobox"), _audiobox_alternatives
     ),
