@@ -74,6 +74,12 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "aesthetics": True,
     "imagebind": True,
     "desync": False,
+    "fd_vgg": False,
+    "fd_panns": False,
+    "kl_panns": False,
+    "isc_panns": True,
+    "isc_passt": True,
+    "msclap": True,
 }
 DEFAULT_WORST_N = 5
 # `files` lists of samples that were not used, with what they mean (the CLI's warnings say the same).

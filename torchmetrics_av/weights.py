@@ -513,6 +513,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "wer": ("whisper-base",),
     "aesthetics": ("audiobox-aesthetics-config", "audiobox-aesthetics"),
     "desync": ("synchformer_24-01-04T16-39-21",),
+    "fd_vgg": ("vggish-10086976",),
+    "fd_panns": ("panns_cnn14_16k_map0.438",),
+    "kl_panns": ("panns_cnn14_16k_map0.438",),
+    "isc_panns": ("panns_cnn14_16k_map0.438",),
+    "isc_passt": ("passt_s_swa_p16_128_ap476",),
     # protocols: every checkpoint the harness's default configuration loads
     "fastvideo": (
         "passt_s_swa_p16_128_ap476",
