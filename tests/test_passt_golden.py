@@ -28,6 +28,13 @@ KL_SOFTMAX_ATOL = 1e-5
 KL_SIGMOID_ATOL = 1e-4
 FD_RTOL = {"fastvideo": 1e-6, "avbench": 1e-4}
 FD_STORED_RTOL = 1e-7
+# av-benchmark's FD of the stored 3 vs 3 embeddings has no eps: rank-2 covariances, so every route (the reference's
+# sqrtm included) adds sqrt of ~766 round-off eigenvalues of the singular product, and the stored score is defined only
+# to the CPU's BLAS/LAPACK round-off. Measured on the CI CPU (OpenBLAS 0.3.31 Haswell kernels): the reference's own
+# numpy/scipy code gives 2.3e-7 relative from the stored score, our eigh path 4.4e-7 (2 threads) / 2.6e-7 (1 thread),
+# the exact low-rank value 1.8e-6. 1e-7 held only on the CPU that made the golden. The algorithm itself is pinned at
+# 1e-7 by test_fd_scipy_path_is_the_reference_algorithm (the reference code run here) and by the formula goldens.
+FD_STORED_SINGULAR_RTOL = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +240,8 @@ def test_fd_from_stored_embeddings(golden, key, policy):
     gen = torch.stack([clips[g]["embedding"] for g, _ in golden["pairs"]])
     ref = torch.stack([clips[r]["embedding"] for _, r in golden["pairs"]])
     value = frechet_distance_from_features(gen, ref, eps_policy=policy, method="eigh")
-    assert float(value) == pytest.approx(golden[key]["fd"]["score"], rel=FD_STORED_RTOL)
+    rtol = FD_STORED_RTOL if policy == "always" else FD_STORED_SINGULAR_RTOL
+    assert float(value) == pytest.approx(golden[key]["fd"]["score"], rel=rtol)
 
 
 @pytest.mark.parametrize("key,policy", [("fastvideo", "always"), ("avbench", "on_failure")])
@@ -242,7 +250,7 @@ def test_fd_scipy_path_is_the_reference_algorithm(golden, key, policy):
 
     It is compared with the reference algorithm on this machine rather than with the stored score because, for the
     rank-2 covariances without eps (avbench), the reference's own result moves by ~2e-7 relative with the LAPACK
-    build (round-off eigenvalues of the singular product enter sqrtm); the default eigh path meets the stored score.
+    build (round-off eigenvalues of the singular product enter sqrtm; see FD_STORED_SINGULAR_RTOL).
     """
     np = pytest.importorskip("numpy")
     scipy_linalg = pytest.importorskip("scipy.linalg")
