@@ -24,7 +24,7 @@ from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, write_avbench_json, write_outputs
 from torchmetrics_av.cli.parser import Subcommand, add_model_options, check_args
 from torchmetrics_av.cli.registry import METRICS
-from torchmetrics_av.protocols import AV_BENCHMARK
+from torchmetrics_av.protocols import AV_BENCHMARK, get_protocol
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,7 +73,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
 
     check_args(args)
     avbench_json = getattr(args, "avbench_json", None)
-    if avbench_json and args.protocol != AV_BENCHMARK.name:
+    if avbench_json and get_protocol(args.protocol) is not AV_BENCHMARK:
         raise CLIError(f"--avbench-json writes av-benchmark's keys: it needs --protocol {AV_BENCHMARK.name}")
     _check_outputs(args.out, args.csv, avbench_json)
     _banner(args)
