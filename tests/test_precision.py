@@ -123,7 +123,24 @@ def test_every_backbone_autocasts_its_encoders(name):
 def _metric_classes() -> list[type]:
     import torchmetrics_av
 
-    return [getattr(torchmetrics_av, name) for name in torchmetrics_av.__all__ if name != "__version__"]
+    exported = [getattr(torchmetrics_av, name) for name in torchmetrics_av.__all__ if name != "__version__"]
+    from torchmetrics import MetricCollection
+
+    # The suite (a function and its MetricCollection class) is checked by test_suite_passes_precision_to_every_member.
+    return [obj for obj in exported if isinstance(obj, type) and not issubclass(obj, MetricCollection)]
+
+
+def test_suite_passes_precision_to_every_member():
+    from torchmetrics_av import av_benchmark_suite
+    from torchmetrics_av.testing import tiny_backbone
+
+    names = ("passt", "panns", "vggish", "clap", "msclap")
+    nets = {n: tiny_backbone(n, **({"protocol": "av-benchmark"} if n == "clap" else {})) for n in names}
+    suite = av_benchmark_suite(nets, sample_rate=16000, video_fps=25.0, precision="bf16")
+    members = list(suite.values(copy_state=False)) if hasattr(suite, "values") else list(suite.members.values())
+    assert members and {m.precision for m in members} == {"bf16"}
+    with pytest.raises(ValueError, match="`precision`"):
+        av_benchmark_suite(nets, sample_rate=16000, video_fps=25.0, precision="half")
 
 
 @pytest.mark.parametrize("cls", _metric_classes(), ids=lambda c: c.__name__)
