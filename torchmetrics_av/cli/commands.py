@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from torchmetrics_av.cli.errors import CLIError
+from torchmetrics_av.cli.estimators import add_estimator_options
 from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, write_avbench_json, write_outputs
 from torchmetrics_av.cli.parser import Subcommand, add_model_options, check_args
 from torchmetrics_av.cli.registry import METRICS
@@ -45,6 +46,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         help="also write av-benchmark's output_metrics.json (its key names only, e.g. FD-PASST) to this path; "
         "needs --protocol av-benchmark",
     )
+    add_estimator_options(p)
     add_model_options(p)
 
 
