@@ -169,7 +169,7 @@ def test_fd_inf_without_reference_rows_is_a_reason(folders, tmp_path):
     assert "error" not in boot and boot["low"] <= boot["high"]
 
 
-def test_report_shows_the_ci_and_the_reasons(folders, tmp_path, monkeypatch):
+def test_report_shows_the_ci_and_the_reasons(folders, tmp_path, monkeypatch, capsys):
     gen, ref = folders
 
     def refuse(self, **kwargs):
@@ -188,6 +188,7 @@ def test_report_shows_the_ci_and_the_reasons(folders, tmp_path, monkeypatch):
     assert corpus["kl_passt"][5:] == ["—", "—"]
     assert "90 % percentile bootstrap interval of 40 resamples (seed 3)" in html
     assert "No bootstrap CI for kl_passt: too few pairs to resample" in html
+    assert "warning: no bootstrap CI for kl_passt: too few pairs to resample" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.cli.estimators import add_estimator_options
-from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, write_avbench_json, write_outputs
+from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, warn_bootstrap, write_avbench_json, write_outputs
 from torchmetrics_av.cli.parser import Subcommand, add_model_options, check_args
 from torchmetrics_av.cli.registry import METRICS
 from torchmetrics_av.protocols import AV_BENCHMARK, get_protocol
@@ -89,6 +89,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         write_report(doc, doc["per_sample"], Path(args.report))
     _banner(args)
     warn(doc["files"])
+    warn_bootstrap(doc["details"])
     for name, value in doc["metrics"].items():
         if value is None and name not in failed:
             print(f"warning: {name} could not be computed: {doc['details'][name]['error']}", file=sys.stderr)
