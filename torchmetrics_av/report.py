@@ -8,7 +8,8 @@ piece of text from the document is HTML-escaped. Sections:
 1. a RANDOM WEIGHTS banner when the run used ``--random-weights`` (the numbers are then not the metrics), and the
    checkpoints that could not be found, when the document lists them;
 2. corpus values: metric (one row per output of a dict-valued metric), value, which way is better, protocol, ``n``
-   and the bootstrap confidence interval when the document has one;
+   and the bootstrap confidence interval when the document has one (with ``evaluate --bootstrap``: its coverage,
+   number of resamples and seed, and why a metric has none);
 3. per-sample distributions: a histogram per per-sample column, with each sample as a tick and the corpus value as a
    line;
 4. DeSync's signed offsets (front and back window) on Synchformer's 21 offset classes;
@@ -328,6 +329,7 @@ def _corpus_table(doc: Mapping[str, Any]) -> str:
     protocol = (doc.get("provenance") or {}).get("protocol")
     head = "<tr><th>metric</th><th>value</th><th>better</th><th>protocol</th><th>n</th><th>CI low</th><th>CI high</th>"
     lines = ["<table>", head + "</tr>"]
+    shown_any = False
     for metric, value in (doc.get("metrics") or {}).items():
         details = details_all.get(metric) or {}
         proto = details.get("protocol", protocol)
@@ -337,6 +339,7 @@ def _corpus_table(doc: Mapping[str, Any]) -> str:
         for output, v in outputs:
             label = metric if output is None else f"{metric} {output}"
             low, high = _ci(doc, metric, output)
+            shown_any = shown_any or (low, high) != (None, None)
             if v is None:
                 shown = f'<td class="error">not computed: {_e(details.get("error", "no value"), TEXT_CELL_CHARS)}</td>'
             else:
@@ -347,9 +350,32 @@ def _corpus_table(doc: Mapping[str, Any]) -> str:
                 f'<td class="num">{_e(low)}</td><td class="num">{_e(high)}</td></tr>'
             )
     lines.append("</table>")
-    if not any(_ci(doc, m, None) != (None, None) for m in doc.get("metrics") or {}):
+    if not shown_any:
         lines.append('<p class="note">No confidence intervals in this document.</p>')
+    lines += _bootstrap_notes(details_all)
     return "\n".join(lines)
+
+
+def _bootstrap_notes(details_all: Mapping[str, Any]) -> list[str]:
+    """How the ``evaluate --bootstrap`` intervals were drawn, and why a metric has none."""
+    settings, failed = set(), []
+    for metric, details in details_all.items():
+        boot = details.get("bootstrap") if isinstance(details, Mapping) else None
+        if not isinstance(boot, Mapping):
+            continue
+        if "num" in boot:
+            settings.add((boot.get("ci"), boot.get("num"), boot.get("seed")))
+        if "error" in boot:
+            failed.append(f"{_e(metric)}: {_e(boot['error'], TEXT_CELL_CHARS)}")
+    notes = [
+        f'<p class="note">CI: {_e(100 * ci if isinstance(ci, int | float) else ci)} % percentile bootstrap '
+        f"interval of {_e(num)} resamples (seed {_e(seed)}); it shows sampling variability only, not an "
+        "estimator's bias (FD is biased upwards for small N: see FD∞).</p>"
+        for ci, num, seed in sorted(settings, key=str)
+    ]
+    if failed:
+        notes.append(f'<p class="note">No bootstrap CI for {"; ".join(failed)}.</p>')
+    return notes
 
 
 def _corpus_value(doc: Mapping[str, Any], col: Column) -> float | None:

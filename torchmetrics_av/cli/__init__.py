@@ -66,7 +66,8 @@ Examples (shell)::
 Layout: :mod:`~torchmetrics_av.cli.parser` (options), :mod:`~torchmetrics_av.cli.inputs` (listing, pairing,
 decoding), :mod:`~torchmetrics_av.cli.backbones` and :mod:`~torchmetrics_av.cli.registry` (one spec per backbone and
 per metric), :mod:`~torchmetrics_av.cli.feeds` (how a batch reaches ``update``), :mod:`~torchmetrics_av.cli.runner`
-(the loop), :mod:`~torchmetrics_av.cli.outputs` (JSON, CSV, warnings), :mod:`~torchmetrics_av.cli.commands`.
+(the loop), :mod:`~torchmetrics_av.cli.estimators` (``--bootstrap``, ``--fd-inf``), :mod:`~torchmetrics_av.cli.outputs`
+(JSON, CSV, warnings), :mod:`~torchmetrics_av.cli.commands`.
 
 Example:
     >>> from torchmetrics_av.cli import build_parser

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from torchmetrics_av.cli.errors import CLIError
-from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, write_avbench_json, write_outputs
+from torchmetrics_av.cli.estimators import add_estimator_options
+from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, warn, warn_bootstrap, write_avbench_json, write_outputs
 from torchmetrics_av.cli.parser import Subcommand, add_model_options, check_args
 from torchmetrics_av.cli.registry import METRICS
 from torchmetrics_av.protocols import AV_BENCHMARK, get_protocol
@@ -45,6 +46,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         help="also write av-benchmark's output_metrics.json (its key names only, e.g. FD-PASST) to this path; "
         "needs --protocol av-benchmark",
     )
+    add_estimator_options(p)
     add_model_options(p)
 
 
@@ -87,6 +89,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         write_report(doc, doc["per_sample"], Path(args.report))
     _banner(args)
     warn(doc["files"])
+    warn_bootstrap(doc["details"])
     for name, value in doc["metrics"].items():
         if value is None and name not in failed:
             print(f"warning: {name} could not be computed: {doc['details'][name]['error']}", file=sys.stderr)

@@ -94,3 +94,11 @@ def warn(files: dict[str, Any]) -> None:
     for name, skips in files.get("skipped", {}).items():
         for s in skips:
             print(f"warning: {name} skipped {s['stem']}: {s['error']}", file=sys.stderr)
+
+
+def warn_bootstrap(details: dict[str, Any]) -> None:
+    """Print, to stderr, each metric whose ``--bootstrap`` interval could not be formed, with the reason."""
+    for name, d in details.items():
+        boot = d.get("bootstrap") if isinstance(d, dict) else None
+        if isinstance(boot, dict) and "error" in boot:
+            print(f"warning: no bootstrap CI for {name}: {boot['error']}", file=sys.stderr)

@@ -38,6 +38,7 @@ from typing import Any
 from torch import nn
 
 from torchmetrics_av.cli.errors import CLIError
+from torchmetrics_av.cli.estimators import keeps_rows
 from torchmetrics_av.cli.feeds import (
     AudioVideo,
     Feed,
@@ -105,7 +106,7 @@ def _duration(args: argparse.Namespace) -> dict[str, Any]:
 def _fd(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import FrechetAudioDistance
 
-    fd = FrechetAudioDistance(backbone=bb, **_windowed(args))
+    fd = FrechetAudioDistance(backbone=bb, keep_rows=keeps_rows(args), **_windowed(args))
     if args.ref_stats:
         try:
             fd.load_reference_stats(args.ref_stats)
@@ -130,7 +131,7 @@ def _fd_on(bb: nn.Module, args: argparse.Namespace) -> Any:
     """FD on the backbone it is given (PANNs, VGGish), without reference statistics."""
     from torchmetrics_av import FrechetAudioDistance
 
-    return FrechetAudioDistance(backbone=bb, **_windowed(args))
+    return FrechetAudioDistance(backbone=bb, keep_rows=keeps_rows(args), **_windowed(args))
 
 
 def _kl_on(bb: nn.Module, args: argparse.Namespace) -> Any:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from torchmetrics_av.cli.backbones import build_backbones
 from torchmetrics_av.cli.errors import CLIError
+from torchmetrics_av.cli.estimators import add_estimates
 from torchmetrics_av.cli.feeds import FeedContext
 from torchmetrics_av.cli.inputs import (
     Clip,
@@ -252,6 +253,7 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     progress.close()
     doc = _document(args, inv, texts, backbones, runs, seen, frames)
     failed = [name for name, v in doc["metrics"].items() if v is None and args.metrics != "auto"]
+    add_estimates(doc, {name: run.metric for name, run in runs.items()}, args)  # --bootstrap, --fd-inf
     return doc, failed
 
 
