@@ -145,3 +145,25 @@ def test_bad_updates_leave_the_state_untouched(vggish):
     kad.update(preds=audio_batch(1, seconds=1.0), target=audio_batch(3, seconds=1.0))
     with pytest.raises(ValueError, match="at least 2 embedding rows per side; preds"):
         kad.compute()
+
+
+def test_from_frechet_equals_kad_fed_the_same_clips():
+    """KAD on an FD's kept rows (no second forward) equals a KAD that embedded the same clips itself."""
+    from torchmetrics_av import FrechetAudioDistance, KernelAudioDistance
+    from torchmetrics_av.testing import tiny_backbone
+
+    net = tiny_backbone("passt")
+    g = torch.Generator().manual_seed(1)
+    preds, target = torch.rand(5, 16000, generator=g) - 0.5, torch.rand(6, 16000, generator=g) - 0.5
+    fd = FrechetAudioDistance(sample_rate=16000, backbone=net, keep_rows=True)
+    kad = KernelAudioDistance(sample_rate=16000, backbone=net, kernel_dtype=torch.float64)
+    for metric in (fd, kad):
+        metric.update(preds=preds[:3], target=target[:2])
+        metric.update(preds=preds[3:], target=target[2:])
+    from_fd = KernelAudioDistance.from_frechet(fd, kernel_dtype=torch.float64)
+    assert float(from_fd.compute()) == pytest.approx(float(kad.compute()), rel=1e-12)
+    assert from_fd.details["n_preds"] == 5 and from_fd.details["n_target"] == 6
+    streamed = FrechetAudioDistance(sample_rate=16000, backbone=net)
+    streamed.update(preds=preds, target=target)
+    with pytest.raises(ValueError, match="keep_rows"):
+        KernelAudioDistance.from_frechet(streamed)

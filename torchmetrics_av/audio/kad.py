@@ -240,6 +240,51 @@ class KernelAudioDistance(BackboneMetric):
         """
         self._add(self._score(preds, target, sample_rate, target_sample_rate, ids, target_ids))
 
+    @classmethod
+    def from_frechet(cls, fd: Any, **kwargs: Any) -> KernelAudioDistance:
+        """A KAD holding the embedding rows a :class:`~torchmetrics_av.FrechetAudioDistance` kept: no second forward.
+
+        The rows go over as they are (ids, VGGish example index, float64 embeddings), synced across ranks by
+        ``fd.per_sample()``, so the KAD is on exactly the FD's samples; its ``bootstrap()`` resamples clips per side
+        as FD's does. Call it on every rank (``per_sample`` syncs).
+
+        Args:
+            fd: a ``FrechetAudioDistance`` built with ``keep_rows=True`` (or fed ``ids`` everywhere), without
+                reference statistics loaded from a file.
+            kwargs: KAD arguments (``kernel``, ``bandwidth``, ``scale``, ...); the backbone and protocol are FD's.
+
+        Raises:
+            ValueError: ``fd`` streamed clips into sums, or holds reference statistics instead of rows.
+
+        Example:
+            >>> import torch
+            >>> from torchmetrics_av import FrechetAudioDistance, KernelAudioDistance
+            >>> from torchmetrics_av.testing import tiny_backbone
+            >>> fd = FrechetAudioDistance(sample_rate=16000, backbone=tiny_backbone("passt"), keep_rows=True)
+            >>> g = torch.Generator().manual_seed(0)
+            >>> fd.update(preds=torch.rand(3, 16000, generator=g) - 0.5, target=torch.rand(4, 16000, generator=g) - 0.5)
+            >>> kad = KernelAudioDistance.from_frechet(fd)
+            >>> bool(torch.isfinite(kad.compute()))
+            True
+        """
+        fd._require_rows("KAD", reference_stats=False)
+        rows = fd.per_sample()
+        kad = cls(backbone=fd.backbone, protocol=fd.protocol, **kwargs)
+        kad.to(fd.device)
+        part = {
+            side: {
+                "emb": rows[f"{side}_embeddings"],
+                "ids": rows[f"{side}_ids"],
+                "example": rows[f"{side}_example"],
+                "silent": 0.0,
+                "nonfinite": 0.0,
+            }
+            for side in SIDES
+        }
+        kad._add(part)
+        kad._update_count += 1  # the rows came in without update(): torchmetrics must know the metric holds data
+        return kad
+
     def _add(self, batch: Rows) -> None:
         self._last_record = batch
         for side, part in batch.items():

@@ -171,24 +171,7 @@ def kad_from_fd(fd: Any) -> Any:
     """
     from torchmetrics_av import KernelAudioDistance
 
-    fd._require_rows("KAD", reference_stats=False)
-    rows = fd.per_sample()
-    kad = KernelAudioDistance(backbone=fd.backbone, protocol=fd.protocol)
-    kad.to(fd.device)
-    kad._add(
-        {
-            side: {
-                "emb": rows[f"{side}_embeddings"],
-                "ids": rows[f"{side}_ids"],
-                "example": rows[f"{side}_example"],
-                "silent": 0.0,
-                "nonfinite": 0.0,
-            }
-            for side in ("preds", "target")
-        }
-    )
-    kad._update_count += 1  # the rows came in without update(): tell torchmetrics the metric holds data
-    return kad
+    return KernelAudioDistance.from_frechet(fd)
 
 
 def _kad(fd: Any, args: argparse.Namespace) -> tuple[float, dict[str, Any]]:
