@@ -149,8 +149,7 @@ def test_bad_updates_leave_the_state_untouched(vggish):
 
 def test_from_frechet_equals_kad_fed_the_same_clips():
     """KAD on an FD's kept rows (no second forward) equals a KAD that embedded the same clips itself."""
-    from torchmetrics_av import FrechetAudioDistance, KernelAudioDistance
-    from torchmetrics_av.testing import tiny_backbone
+    from torchmetrics_av import FrechetAudioDistance
 
     net = tiny_backbone("passt")
     g = torch.Generator().manual_seed(1)
