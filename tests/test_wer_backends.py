@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from torchmetrics_av import SpeechWordErrorRate
-from torchmetrics_av.audio.wer import ASR_BACKENDS, DEFAULT_ASR_BACKEND
+from torchmetrics_av.audio.wer import _BACKENDS, ASR_BACKENDS, DEFAULT_ASR_BACKEND
 from torchmetrics_av.functional.wer import score_transcript
 from torchmetrics_av.testing import tiny_backbone
 from torchmetrics_av.weights import WeightsNotFoundError
@@ -52,6 +52,7 @@ def backend(request):
 def test_the_default_is_fastvideos_hf_whisper():
     assert ASR_BACKENDS == ("whisper", "openai-whisper", "glm_asr", "sensevoice")
     assert DEFAULT_ASR_BACKEND == "whisper"
+    assert tuple(_BACKENDS) == ASR_BACKENDS  # one backbone class per name
     assert SpeechWordErrorRate().asr_backend == "whisper"
 
 

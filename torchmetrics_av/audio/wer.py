@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE
+from torchmetrics_av.backbones.asr import ASR_BACKENDS, ASR_SAMPLE_RATE, DEFAULT_ASR_BACKEND
 from torchmetrics_av.backbones.whisper import DEFAULT_WHISPER_MODEL
 from torchmetrics_av.base import BackboneMetric, Rows, require_extra
 from torchmetrics_av.functional.wer import LanguageHints, language_list, normalize_text, score_transcript
@@ -42,7 +42,7 @@ class _Backend(NamedTuple):
     extra: str  # the torchmetrics-av extra that installs them
 
 
-# FastVideo's `WERMetric(asr_backend=...)` names, plus the openai-whisper path this library ran before HF Whisper.
+# One entry per name of ASR_BACKENDS (same order).
 _BACKENDS: dict[str, _Backend] = {
     # HFWhisper's offline tokenizer reads openai-whisper's bundled multilingual.tiktoken, hence `whisper` too.
     "whisper": _Backend("torchmetrics_av.backbones.hf_whisper", "HFWhisper", ("transformers", "whisper"), "asr"),
@@ -50,9 +50,6 @@ _BACKENDS: dict[str, _Backend] = {
     "glm_asr": _Backend("torchmetrics_av.backbones.glm_asr", "GLMASR", ("transformers",), "asr"),
     "sensevoice": _Backend("torchmetrics_av.backbones.sensevoice", "SenseVoice", ("funasr",), "sensevoice"),
 }
-ASR_BACKENDS: tuple[str, ...] = tuple(_BACKENDS)
-# FastVideo's default (`asr_backend="whisper"`: Hugging Face openai/whisper-base).
-DEFAULT_ASR_BACKEND = "whisper"
 
 
 def backend_of(backbone: Any) -> str | None:
