@@ -6,14 +6,18 @@ transcript; the generated audio is scored by
 
 * FD_PaSST and KL_PaSST against the reference clips, sharing ONE PaSST (one backbone object passed to both);
 * CLAP score against the prompt, WER against the transcript, Audiobox Aesthetics (reference-free);
-* ImageBind score and DeSync against the video (``--no-desync`` skips DeSync, which needs clips of >= 4.8 s).
+* ImageBind score and DeSync against the video (``--no-desync`` skips DeSync, which needs clips of >= 4.8 s);
+* with ``--suite``, also :func:`~torchmetrics_av.av_benchmark_suite` (av-benchmark's ``output_metrics.json`` keys:
+  FD-VGG, FD-PANN, FD-PASST, KL-*, ISC-*, LAION-CLAP-Score, MS-CLAP-Score, and IB-Score / DeSync when DeSync is on),
+  on its own backbones. Its Inception Scores need at least 10 clips (one per split).
 
 Logging. Scalar metrics are logged as metric *objects* (``self.log(name, metric)``): Lightning calls ``compute()``
 (which all-gathers the per-sample states across ranks) at the end of the epoch and resets the metric.
 ``AudioboxAesthetics.compute()`` returns a dict of four axes, which ``self.log`` does not accept from a metric object;
 wrapping each axis in its own metric would run the Audiobox model four times or share states between objects, so
 instead ``on_validation_epoch_end`` calls ``compute()`` once (it is DDP-synced, so every rank gets the same four
-numbers), logs them with ``self.log_dict`` (``sync_dist=False``: nothing left to reduce, so Lightning's advice to
+numbers; the suite's dict of av-benchmark keys is handled the same way, as ``val/avbench/<key>``), logs them with
+``self.log_dict`` (``sync_dist=False``: nothing left to reduce, so Lightning's advice to
 sync is silenced for these keys) and resets the metric. Lightning stores logged values in the default dtype
 (float32); read ``metric.compute()`` / ``metric.details`` yourself where you need the float64 values.
 
@@ -24,8 +28,11 @@ per-sample values by id: 2 processes log exactly what 1 process logs (up to floa
     python examples/lightning_validation.py --tiny               # 1 CPU process
     python examples/lightning_validation.py --tiny --devices 2   # 2 CPU processes (ddp_spawn, gloo)
 
+    python examples/lightning_validation.py --tiny --suite --n 11 --no-desync   # + av-benchmark's suite
+
 ``--tiny`` builds tiny RANDOM-WEIGHT backbones (PaSST, CLAP with a toy tokenizer, Whisper, Audiobox, ImageBind,
-Synchformer): the numbers only exercise the pipeline. Without ``--tiny`` the official checkpoints are downloaded.
+Synchformer; the suite's from :func:`torchmetrics_av.testing.tiny_backbone`): the numbers only exercise the
+pipeline. Without ``--tiny`` the official checkpoints are downloaded.
 """
 
 from __future__ import annotations
@@ -50,8 +57,10 @@ from torchmetrics_av import (
     ImageBindScore,
     PaSSTKLDivergence,
     SpeechWordErrorRate,
+    av_benchmark_suite,
 )
 from torchmetrics_av.backbones import PaSST
+from torchmetrics_av.suites import SUITE_BACKBONES, AVBenchmarkSuite
 
 SAMPLE_RATE = 16000
 VIDEO_FPS = 25.0
@@ -67,8 +76,8 @@ TOY_PROMPT_TOKENS = 16
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 
 
-# Audiobox's four axes are logged as already-synced plain values (see the module docstring).
-warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/audiobox_")
+# Audiobox's four axes and the suite's keys are logged as already-synced plain values (see the module docstring).
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/(audiobox_|avbench/)")
 
 
 class ToyAV(Dataset):
@@ -189,15 +198,30 @@ def build_metrics(tiny: bool, with_desync: bool) -> dict[str, Any]:
     return metrics
 
 
+def build_suite(tiny: bool, with_video: bool) -> AVBenchmarkSuite:
+    """av-benchmark's suite; ``tiny``: every backbone from ``testing.tiny_backbone`` (seeded RANDOM weights)."""
+    if not tiny:
+        return av_benchmark_suite(sample_rate=SAMPLE_RATE, video_fps=VIDEO_FPS)
+    from torchmetrics_av.testing import tiny_backbone
+
+    names = [n for n in SUITE_BACKBONES if with_video or n not in ("imagebind", "synchformer")]
+    # The suite runs under av-benchmark's protocol, whose CLAP is the unfused laion_clap model.
+    backbones = {n: tiny_backbone(n, **({"protocol": "av-benchmark"} if n == "clap" else {})) for n in names}
+    return av_benchmark_suite(backbones, sample_rate=SAMPLE_RATE, video_fps=VIDEO_FPS)
+
+
 class ToyGenerator(L.LightningModule):
     """A toy audio "generator" validated with every torchmetrics-av metric (see the module docstring)."""
 
-    def __init__(self, tiny: bool = True, with_desync: bool = True) -> None:
+    def __init__(self, tiny: bool = True, with_desync: bool = True, with_suite: bool = False) -> None:
         super().__init__()
         self.gain = torch.nn.Parameter(torch.tensor(0.8))
         # A ModuleDict registers the metrics as children: they follow the module's device, and Lightning finds the
         # logged metric objects among its modules.
         self.val_metrics = torch.nn.ModuleDict(build_metrics(tiny, with_desync))
+        # Videos reach the suite (IB-Score, DeSync) only when the clips are long enough for DeSync.
+        self.suite_video = with_desync
+        self.suite = build_suite(tiny, with_desync) if with_suite else None
 
     def forward(self, ref: Tensor) -> Tensor:
         smooth = torch.nn.functional.avg_pool1d(ref.unsqueeze(1), 5, stride=1, padding=2).squeeze(1)
@@ -215,6 +239,9 @@ class ToyGenerator(L.LightningModule):
         m["ib_score"].update(gen, video, ids=ids)
         if "desync" in m:
             m["desync"].update(gen, video, ids=ids)
+        if self.suite is not None:
+            video_in = video if self.suite_video else None
+            self.suite.update(preds=gen, target=ref, text=list(batch["prompt"]), video=video_in, ids=ids)
         for name, metric in m.items():
             if name != "audiobox":  # dict-valued: logged in on_validation_epoch_end
                 self.log(f"val/{name}", metric)
@@ -223,6 +250,9 @@ class ToyGenerator(L.LightningModule):
         aes = self.val_metrics["audiobox"]
         self.log_dict({f"val/audiobox_{axis}": value for axis, value in aes.compute().items()}, sync_dist=False)
         aes.reset()
+        if self.suite is not None:
+            self.log_dict({f"val/avbench/{k}": v for k, v in self.suite.compute().items()}, sync_dist=False)
+            self.suite.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD([self.gain], lr=0.01)
@@ -235,6 +265,7 @@ def validate(
     batch_size: int = 2,
     seconds: float | None = None,
     desync: bool = True,
+    suite: bool = False,
 ) -> dict[str, float]:
     """Run ``Trainer.validate`` on CPU; return the logged values.
 
@@ -245,6 +276,8 @@ def validate(
         batch_size: clips per validation step (per process).
         seconds: clip length (default: enough for DeSync when it is used, else 1 s).
         desync: include DeSync (it needs clips of at least 4.8 s).
+        suite: also log :func:`~torchmetrics_av.av_benchmark_suite` (``val/avbench/<key>``; ``n`` >= 10 for its
+            Inception Scores).
     """
     if seconds is None:
         seconds = DESYNC_SECONDS if desync else NO_DESYNC_SECONDS
@@ -260,7 +293,7 @@ def validate(
         enable_model_summary=False,
     )
     loader = DataLoader(ToyAV(n, seconds), batch_size=batch_size)
-    (logged,) = trainer.validate(ToyGenerator(tiny, desync), dataloaders=loader, verbose=False)
+    (logged,) = trainer.validate(ToyGenerator(tiny, desync, suite), dataloaders=loader, verbose=False)
     return {k: float(v) for k, v in logged.items()}
 
 
@@ -271,10 +304,13 @@ def main() -> None:
     p.add_argument("--n", type=int, default=7, help="validation samples")
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: 5 with DeSync, else 1)")
     p.add_argument("--no-desync", action="store_true", help="skip DeSync (needs >= 4.8 s clips)")
+    p.add_argument("--suite", action="store_true", help="also log av_benchmark_suite() (needs --n >= 10)")
     args = p.parse_args()
     if args.tiny:
         print("!! RANDOM WEIGHTS: tiny random backbones; the values are NOT the real metrics, only a pipeline check")
-    values = validate(args.devices, args.tiny, args.n, seconds=args.seconds, desync=not args.no_desync)
+    values = validate(
+        args.devices, args.tiny, args.n, seconds=args.seconds, desync=not args.no_desync, suite=args.suite
+    )
     for key, value in sorted(values.items()):
         print(f"{key}={value:.6g}")
 

@@ -216,15 +216,15 @@ def test_every_metric_equals_python_api(av_folders, tmp_path, capsys):
     prov = doc["provenance"]
     assert prov["sample_rates"] == {"gen": [16000, 22050], "ref": [22050]} and prov["video_fps"] == [25.0]
     assert prov["protocol"] == "fastvideo" and prov["library_version"] == torchmetrics_av.__version__
-    assert set(prov["backbones"]) >= {"PaSST", "CLAP", "Whisper", "Audiobox", "ImageBind"}
+    assert set(prov["backbones"]) >= {"PaSST", "CLAP", "HFWhisper", "Audiobox", "ImageBind"}  # default --asr-backend
 
     # The same data through the Python API, batched as the CLI batches: generated files with a reference first
     # (a0, v0), then the others (a1, v1; bad.mp4 is undecodable), two per call, then the extra reference.
-    bb = {k: tiny_backbone(k) for k in ("passt", "clap", "whisper", "audiobox", "imagebind")}
+    bb = {k: tiny_backbone(k) for k in ("passt", "clap", "hf_whisper", "audiobox", "imagebind")}
     fd = FrechetAudioDistance(backbone=bb["passt"], batch_size=2)
     kl = PaSSTKLDivergence(backbone=bb["passt"], batch_size=2)
     clap = CLAPScore(backbone=bb["clap"], batch_size=2)
-    wer = SpeechWordErrorRate(backbone=bb["whisper"])
+    wer = SpeechWordErrorRate(backbone=bb["hf_whisper"])
     aes = AudioboxAesthetics(backbone=bb["audiobox"])
     ib = ImageBindScore(backbone=bb["imagebind"])
     a0, sr_a0 = read_audio(gen / "a0.wav")
@@ -312,7 +312,7 @@ def test_metric_selection_and_text_file_errors(av_folders, folders, tmp_path, ca
     [
         ("aesthetics", "audiobox-aesthetics/model.safetensors", "huggingface.co/facebook/audiobox-aesthetics"),
         ("imagebind", "imagebind_huge.pth", "dl.fbaipublicfiles.com/imagebind"),
-        ("wer", "whisper-base.pt", "openaipublic.azureedge.net"),
+        ("wer", "whisper-base/model.safetensors", "huggingface.co/openai/whisper-base"),
         ("clap", "clap-htsat-fused", "huggingface.co/laion/clap-htsat-fused"),
         ("desync", "synchformer_state_dict.pth", "github.com/hkchengrex/MMAudio/releases"),
     ],
@@ -350,6 +350,7 @@ def test_weights_dir_official_file_name(folders, tmp_path):
     texts.write_text("stem,text,language\nclip0,one two,en\nclip1,three,\nextra,four five six,de\n")
     out = tmp_path / "w.json"
     argv = ["evaluate", "--gen", str(gen), "--transcripts", str(texts), "--metrics", "wer", "--out", str(out)]
+    argv += ["--asr-backend", "openai-whisper"]
     assert main([*argv, "--weights-dir", str(wd), "--device", "cpu", "--batch-size", "2"]) == 0
     doc = json.loads(out.read_text())
     assert doc["provenance"]["backbones"]["Whisper"].startswith("base.pt@sha256:")

@@ -51,7 +51,16 @@ def test_demo_command_offline_random_weights(tmp_path):
 
     doc = json.loads((out / "results.json").read_text())
     assert list(doc["metrics"]) == demo.demo_metrics()  # every metric of the registry, in its order
-    assert all(v is not None for v in doc["metrics"].values()), doc["details"]
+    avbench_own = ["fd_vgg", "fd_panns", "kl_panns", "isc_panns", "isc_passt", "msclap"]
+    assert set(avbench_own) <= set(doc["metrics"]) and "wer" in doc["metrics"]
+    # Six clips cannot fill the Inception Scores' 10 splits: listed with null and the reason, the command succeeds.
+    assert sorted(doc["not_computed"]) == ["isc_panns", "isc_passt"]
+    assert all("`splits=10`" in why for why in doc["not_computed"].values())
+    for name in ("isc_panns", "isc_passt"):
+        assert f"note: {name} could not be computed on the demo data" in run.stderr
+    values = {k: v for k, v in doc["metrics"].items() if k not in doc["not_computed"]}
+    assert all(v is not None for v in values.values()), doc["details"]
+    assert "HFWhisper" in doc["provenance"]["backbones"]  # WER's default --asr-backend
     assert set(doc["metrics"]["aesthetics"]) == {"CE", "CU", "PC", "PQ"}
     assert doc["provenance"]["random_weights"] == "tiny" and doc["provenance"]["missing_checkpoints"] == []
     files = doc["files"]
@@ -109,7 +118,7 @@ def test_offline_without_checkpoints_falls_back_to_random_weights(recorded, tmp_
     assert main(["demo", "--out", str(tmp_path / "D"), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert err.count(RANDOM_WEIGHTS_BANNER) == 1 and "Running with --random-weights tiny instead." in err
-    expected = ["passt-s-f128-p16-s10-ap.476-swa.pt", "whisper-base.pt", "imagebind_huge.pth"]
+    expected = ["passt-s-f128-p16-s10-ap.476-swa.pt", "whisper-base/model.safetensors", "imagebind_huge.pth"]
     expected += ["synchformer_state_dict.pth", "clap-htsat-fused/model.safetensors", "audiobox-aesthetics/config.json"]
     assert all(name in err for name in expected)
     [args] = recorded
@@ -180,6 +189,27 @@ def test_a_metric_without_value_fails_the_demo(recorded, tmp_path, monkeypatch, 
     monkeypatch.setattr(runner, "run_evaluate", desync_fails)
     assert main(["demo", "--random-weights", "tiny", "--out", str(tmp_path / "D"), "--device", "cpu"]) == 1
     assert "desync gave no value: every clip is shorter than 4.8 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [("InceptionScore has 6 scored clips but `splits=10` needs at least one per split", 0), ("NaN logits", 1)],
+)
+def test_inception_score_on_too_few_clips_is_listed_not_failed(recorded, tmp_path, monkeypatch, capsys, error, code):
+    record = runner.run_evaluate
+
+    def isc_fails(args):
+        doc, failed = record(args)
+        doc["metrics"]["isc_panns"], doc["details"]["isc_panns"] = None, {"error": error}
+        return doc, failed
+
+    monkeypatch.setattr(runner, "run_evaluate", isc_fails)
+    assert main(["demo", "--random-weights", "tiny", "--out", str(tmp_path / "D"), "--device", "cpu"]) == code
+    doc = json.loads((tmp_path / "D" / "results.json").read_text())
+    assert doc["metrics"]["isc_panns"] is None and doc["not_computed"] == {"isc_panns": error}
+    err = capsys.readouterr().err
+    assert ("note: isc_panns could not be computed" in err) == (code == 0)
+    assert ("error: isc_panns gave no value: NaN logits" in err) == (code == 1)
 
 
 def test_bad_option_is_a_one_line_error(tmp_path, capsys):

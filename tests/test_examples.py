@@ -55,6 +55,26 @@ def test_lightning_two_processes_equal_one(monkeypatch):
 
 
 @pytest.mark.ddp
+def test_lightning_suite_two_processes_equal_one(monkeypatch):
+    """av_benchmark_suite() logged through self.log_dict: 2 ddp_spawn ranks log what 1 process logs, for every key."""
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    from lightning_validation import validate
+
+    from torchmetrics_av.suites import AVBENCH_KEYS
+
+    # 11 one-second clips (>= 10 for the ISC splits); rank 1 gets a repeat of sample 0, dropped by its id.
+    kw = dict(n=11, batch_size=2, desync=False, suite=True)
+    single = validate(devices=1, **kw)
+    double = validate(devices=2, **kw)
+    audio_keys = {f"val/avbench/{k}" for k in AVBENCH_KEYS if k not in ("IB-Score", "DeSync")}  # no video given
+    assert {k for k in single if k.startswith("val/avbench/")} == audio_keys
+    assert set(double) == set(single)
+    for key in sorted(audio_keys):
+        assert math.isfinite(single[key]), key
+        assert double[key] == pytest.approx(single[key], rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.ddp
 def test_torchrun_example_equals_one_process(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     if torchrun is None:

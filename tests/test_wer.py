@@ -189,11 +189,11 @@ def test_metric_forward_reset_and_language_handling():
         seen.append(list(languages))
         return ["  hello world  ", "你好"][: len(audio)]
 
-    m = SpeechWordErrorRate(sample_rate=16000, asr=asr)
+    m = SpeechWordErrorRate(sample_rate=16000, asr=asr, forward_language=True)
     batch = m(torch.zeros(2, 800), ["Hello, world!", "你好世界"], language=["en", None])
     assert float(batch) == pytest.approx(0.25)  # (0 + 2/4) / 2
     assert seen == [["en", None]]
-    m2 = SpeechWordErrorRate(sample_rate=16000, asr=asr, forward_language=False, reduction="corpus")
+    m2 = SpeechWordErrorRate(sample_rate=16000, asr=asr, reduction="corpus")  # fastvideo: no language forcing
     m2.update(torch.zeros(2, 800), ["Hello, world!", "你好世界"], language="zh")  # hint: char level for both
     assert seen[-1] == [None, None]
     assert float(m2.compute()) == pytest.approx(2 / 14)  # 10 + 4 characters, 2 deleted
@@ -394,7 +394,7 @@ def test_whisper_batched_equals_one_at_a_time_and_metric_uses_it():
     # mel floor is per clip: a clip's mel does not change when a louder clip shares its batch
     assert torch.equal(asr.log_mel([clips[0], 10 * clips[1]])[0], asr.log_mel([clips[0]])[0])
 
-    metric = SpeechWordErrorRate(sample_rate=16000, backbone=asr)
+    metric = SpeechWordErrorRate(sample_rate=16000, backbone=asr, forward_language=True)
     metric.update(clips, ["a b", "c d", "e f"], language=langs)
     metric.compute()
     assert metric.details["transcript"] == [r.text for r in single]
@@ -463,7 +463,7 @@ def test_whisper_golden(tmp_path, fill_v1, monkeypatch):
     captured = []
     decode = asr.decode
     monkeypatch.setattr(asr, "decode", lambda *a, **k: captured.extend(decode(*a, **k)) or captured)
-    metric = SpeechWordErrorRate(backbone=asr)
+    metric = SpeechWordErrorRate(backbone=asr, asr_backend="openai-whisper")
     spoken = [c["text"] for c in meta["clips"] for _ in (0, 1)]
     metric.update([x for x, _ in raw], spoken, sample_rate=[sr for _, sr in raw])
     value = float(metric.compute())

@@ -4,8 +4,14 @@ The clips (``torchmetrics_av/demo_data/``, made by ``examples/make_demo_data.py`
 25 fps, 16 kHz AAC: two espeak-ng sentences, an in-sync and a late metronome, a siren, rain) with reference
 recordings, captions (``prompts.csv``) and transcripts (``transcripts.json``), so that every metric the CLI knows
 has its inputs. :func:`run_demo` runs ``torchmetrics-av evaluate`` on them with ``--metrics`` set to every metric of
-:data:`torchmetrics_av.cli.registry.METRICS` that this installation can run, and writes ``results.json``,
-``per_sample.csv`` and ``report.html`` (:func:`torchmetrics_av.report.write_report`) into ``out_dir``.
+:data:`torchmetrics_av.cli.registry.METRICS` that this installation can run (av-benchmark's own ones included, under
+either protocol), and writes ``results.json``, ``per_sample.csv`` and ``report.html``
+(:func:`torchmetrics_av.report.write_report`) into ``out_dir``.
+
+Six clips are fewer than the Inception Scores' ``splits=10`` (av-benchmark's, one clip per split at least), so
+``isc_panns`` and ``isc_passt`` are listed in ``results.json`` with a ``null`` value, and ``not_computed`` gives the
+reason (also printed as a note); this does not fail the command (:func:`expected_not_computed`). Any other metric
+without a value does.
 
 Checkpoints: with ``random_weights=None`` the official checkpoints are used, from ``weights_dir`` or the cache
 (``$TORCHMETRICS_AV_CACHE``), downloading the missing ones (:func:`torchmetrics_av.downloads.download`). When some
@@ -18,12 +24,13 @@ Example:
     >>> from torchmetrics_av.demo import demo_data_dir, demo_metrics
     >>> sorted(p.name for p in demo_data_dir().iterdir() if p.suffix in {".csv", ".json"})
     ['prompts.csv', 'transcripts.json']
-    >>> demo_metrics()[:3]
-    ['fd_passt', 'kl_passt', 'clap']
+    >>> demo_metrics()[:3], "isc_passt" in demo_metrics()
+    (['fd_passt', 'kl_passt', 'clap'], True)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -31,6 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from torchmetrics_av.backbones.asr import DEFAULT_ASR_BACKEND
 from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER, write_outputs
 from torchmetrics_av.cli.parser import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, build_parser
 from torchmetrics_av.cli.registry import METRICS
@@ -40,6 +48,10 @@ FALLBACK_WEIGHTS = "tiny"  # the --random-weights size used when checkpoints are
 OUTPUT_FILES = {"json": "results.json", "csv": "per_sample.csv", "report": "report.html"}
 DEMO_FILES = ("gen", "ref", "prompts.csv", "transcripts.json")
 WHISPER_MODEL = "base"  # the CLI's default --whisper-model
+# Metrics that need more clips than a small set has: InceptionScore's `splits` parts of at least one clip each.
+SPLIT_METRICS = ("isc_panns", "isc_passt")
+# --metrics key -> the checkpoint group of weights.GROUPS of a backbone whose group has another name.
+_BACKBONE_GROUPS = {"whisper": "whisper", "hf_whisper": "hf-whisper", "glm_asr": "glm-asr"}
 
 
 def demo_data_dir() -> Path:
@@ -59,29 +71,49 @@ def demo_data_dir() -> Path:
 
 
 def demo_metrics() -> list[str]:
-    """Every metric of the CLI registry this installation can run, in registry order (not av-benchmark's own: the
-    Inception Scores need more than the six demo clips).
+    """Every metric of the CLI registry this installation can run, in registry order (av-benchmark's own included)."""
+    return [name for name, spec in METRICS.items() if spec.unavailable() is None]
+
+
+def expected_not_computed(n_clips: int) -> dict[str, str]:
+    """The metrics that cannot give a value on ``n_clips`` clips, with the reason (the demo lists, not fails, them).
+
+    Example:
+        >>> sorted(expected_not_computed(6)), expected_not_computed(10)
+        (['isc_panns', 'isc_passt'], {})
     """
-    return [name for name, spec in METRICS.items() if spec.protocols is None and spec.unavailable() is None]
+    from torchmetrics_av.audio.isc import DEFAULT_SPLITS
+
+    if n_clips >= DEFAULT_SPLITS:
+        return {}
+    why = f"{n_clips} clips are fewer than the {DEFAULT_SPLITS} splits of av-benchmark's Inception Score"
+    return dict.fromkeys(SPLIT_METRICS, why)
 
 
-def _checkpoint_groups(metrics: list[str], protocol: str) -> list[str]:
+def _checkpoint_groups(metrics: list[str], protocol: str, asr_backend: str = DEFAULT_ASR_BACKEND) -> list[str]:
     """The :data:`torchmetrics_av.weights.GROUPS` names of the metrics' backbones.
 
     A backbone without a group is left out of this check; a checkpoint it misses is caught when it loads.
     """
     from torchmetrics_av.weights import GROUPS
 
+    args = argparse.Namespace(protocol=protocol, asr_backend=asr_backend)
     groups = []
-    for backbone in dict.fromkeys(METRICS[m].backbone for m in metrics):
-        # CLAP's checkpoint depends on the protocol; the CLI's WER runs openai-whisper `--whisper-model base`.
-        group = {"clap": f"clap-{protocol}", "whisper": "whisper"}.get(backbone, backbone)
+    for backbone in dict.fromkeys(METRICS[m].backbone_key(args) for m in metrics):
+        # CLAP's checkpoint depends on the protocol; the CLI's openai-whisper WER runs `--whisper-model base`.
+        group = {"clap": f"clap-{protocol}", **_BACKBONE_GROUPS}.get(backbone, backbone)
         if group in GROUPS:
             groups.append(group)
     return groups
 
 
-def missing_weights(metrics: list[str], protocol: str, weights_dir: str | None, download: bool) -> list[str]:
+def missing_weights(
+    metrics: list[str],
+    protocol: str,
+    weights_dir: str | None,
+    download: bool,
+    asr_backend: str = DEFAULT_ASR_BACKEND,
+) -> list[str]:
     """Lines naming every checkpoint the metrics need that is neither in ``weights_dir`` / the cache nor downloadable.
 
     Args:
@@ -89,13 +121,14 @@ def missing_weights(metrics: list[str], protocol: str, weights_dir: str | None, 
         protocol: ``"fastvideo"`` or ``"av-benchmark"``.
         weights_dir: the CLI's ``--weights-dir`` (``None``: the cache folder).
         download: try to download the missing ones first (never attempted offline).
+        asr_backend: the CLI's ``--asr-backend`` (WER's backbone).
 
     Returns:
         ``[]`` when everything is there; else :func:`torchmetrics_av.weights.missing_message`'s lines.
     """
     from torchmetrics_av.weights import is_offline, missing_checkpoints, missing_message
 
-    groups = _checkpoint_groups(metrics, protocol)
+    groups = _checkpoint_groups(metrics, protocol, asr_backend)
     missing = missing_checkpoints(groups, weights_dir)
     failed: list[str] = []
     if missing and download and not is_offline():
@@ -116,7 +149,7 @@ def _evaluate_args(data: Path, out: Path, random_weights: str | None, options: d
     argv += ["--metrics", ",".join(options["metrics"]), "--out", str(out / OUTPUT_FILES["json"])]
     argv += ["--csv", str(out / OUTPUT_FILES["csv"]), "--protocol", options["protocol"]]
     argv += ["--batch-size", str(options["batch_size"]), "--num-workers", str(options["num_workers"])]
-    argv += ["--whisper-model", WHISPER_MODEL]
+    argv += ["--whisper-model", WHISPER_MODEL, "--asr-backend", options["asr_backend"]]
     for flag, key in (("--device", "device"), ("--weights-dir", "weights_dir"), ("--duration", "duration")):
         if options[key] is not None:
             argv += [flag, str(options[key])]
@@ -136,6 +169,7 @@ def run_demo(
     num_workers: int = DEFAULT_NUM_WORKERS,
     duration: float | None = None,
     download: bool = True,
+    asr_backend: str = DEFAULT_ASR_BACKEND,
 ) -> dict[str, Any]:
     """Score the bundled clips with every metric; write ``results.json``, ``per_sample.csv``, ``report.html``.
 
@@ -150,10 +184,12 @@ def run_demo(
         num_workers: decoder threads.
         duration: av-benchmark's ``--audio_length`` (s); ``av-benchmark`` only.
         download: download missing checkpoints (never attempted offline).
+        asr_backend: WER's speech recogniser (the CLI's ``--asr-backend``).
 
     Returns:
-        the results document (as written to ``results.json``); ``provenance.random_weights`` says which weights ran
-        and ``provenance.missing_checkpoints`` what was missing.
+        the results document (as written to ``results.json``); ``provenance.random_weights`` says which weights ran,
+        ``provenance.missing_checkpoints`` what was missing, and ``not_computed`` maps each metric without a value to
+        its reason.
 
     Raises:
         torchmetrics_av.cli.CLIError: a bad option (device, batch size, weights folder), as ``evaluate`` reports.
@@ -167,16 +203,16 @@ def run_demo(
     out = Path(out_dir)
     metrics = demo_metrics()
     options = {"metrics": metrics, "protocol": protocol, "device": device, "weights_dir": weights_dir}
-    options.update(batch_size=batch_size, num_workers=num_workers, duration=duration)
+    options.update(batch_size=batch_size, num_workers=num_workers, duration=duration, asr_backend=asr_backend)
     check_args(_evaluate_args(data, out, random_weights, options))  # bad options fail before any download
-    left_out = sorted(n for n, s in METRICS.items() if s.protocols is None and n not in metrics)
+    left_out = sorted(n for n in METRICS if n not in metrics)
     if left_out:
         reasons = "; ".join(f"{m}: {METRICS[m].unavailable()}" for m in left_out)
         print(f"note: not available in this installation: {reasons}", file=sys.stderr)
 
     missing: list[str] = []
     if random_weights is None:
-        missing = missing_weights(metrics, protocol, weights_dir, download)
+        missing = missing_weights(metrics, protocol, weights_dir, download, asr_backend)
     weights = random_weights or (FALLBACK_WEIGHTS if missing else None)
     if weights:
         print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
@@ -192,6 +228,11 @@ def run_demo(
         doc, _ = run_evaluate(_evaluate_args(data, out, weights, options))
 
     doc["provenance"]["missing_checkpoints"] = missing
+    doc["not_computed"] = {
+        name: (doc["details"].get(name) or {}).get("error") or "no value"
+        for name, value in doc["metrics"].items()
+        if value is None
+    }
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(doc, out / OUTPUT_FILES["json"], out / OUTPUT_FILES["csv"])
     write_report(doc, doc["per_sample"], out / OUTPUT_FILES["report"], title="torchmetrics-av demo")
@@ -212,11 +253,17 @@ def run_demo_command(args: Any) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         duration=args.duration,
+        asr_backend=getattr(args, "asr_backend", DEFAULT_ASR_BACKEND),
     )
     print(json.dumps(doc["metrics"], indent=2))
     out = Path(args.out)
     print("wrote " + ", ".join(str(out / name) for name in OUTPUT_FILES.values()), file=sys.stderr)
-    failed = [name for name, value in doc["metrics"].items() if value is None]
+    expected = expected_not_computed(doc["files"]["n_gen"])
+    # Expected only when it failed for that reason (InceptionScore's compute error names `splits`).
+    failed = [n for n, why in doc["not_computed"].items() if n not in expected or "splits" not in why]
+    for name, why in doc["not_computed"].items():
+        if name not in failed:
+            print(f"note: {name} could not be computed on the demo data ({expected[name]}): {why}", file=sys.stderr)
     for name in failed:
-        print(f"error: {name} gave no value: {doc['details'][name].get('error')}", file=sys.stderr)
+        print(f"error: {name} gave no value: {doc['not_computed'][name]}", file=sys.stderr)
     return 1 if failed else 0

@@ -75,6 +75,9 @@ class ProtocolSpec:
         passt_pairs_only: a harness feeding a folder to FD_PaSST uses only the generated clips that have a reference,
             with those references (av-benchmark's ``evaluate()`` pairs its PaSST features by name; FD_PANNs / FD_VGG
             there use every clip). The metrics themselves take whatever they are given; the CLI reads this.
+        asr_force_language: WER conditions the ASR on each clip's language hint (``force_language=True`` of
+            :class:`~torchmetrics_av.backbones.asr.ASRBackbone`). ``False``: FastVideo's ``audio.wer`` never passes a
+            language (Whisper detects it, SenseVoice gets ``"auto"``); the hint only picks character-level scoring.
     """
 
     name: str
@@ -94,6 +97,7 @@ class ProtocolSpec:
     desync_pad_short: bool
     imagebind_frames: Literal["clips", "ffmpeg"]
     passt_pairs_only: bool = False
+    asr_force_language: bool = False
 
     @property
     def skips_silent(self) -> bool:
@@ -166,6 +170,7 @@ FASTVIDEO = ProtocolSpec(
     desync_mel_pad="min",
     desync_pad_short=True,
     imagebind_frames="clips",
+    asr_force_language=False,  # audio.wer: generate(input_features, max_new_tokens=256), no language= / task=
 )
 
 AV_BENCHMARK = ProtocolSpec(
@@ -186,6 +191,7 @@ AV_BENCHMARK = ProtocolSpec(
     desync_pad_short=False,
     imagebind_frames="ffmpeg",
     passt_pairs_only=True,  # evaluate.py: unroll_paired_dict(gt_passt_features, pred_passt_features)
+    asr_force_language=False,  # av-benchmark has no WER: FastVideo's pipeline, unchanged
 )
 
 _SPECS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (FASTVIDEO, AV_BENCHMARK)}

@@ -510,7 +510,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "fd_passt": ("passt_s_swa_p16_128_ap476",),
     "kl_passt": ("passt_s_swa_p16_128_ap476",),
     "clap": (*_FASTVIDEO_CLAP, "laion_clap_music_speech_audioset_epoch_15_esc_89.98", *_ROBERTA),
-    "wer": ("whisper-base",),
+    "wer": _HF_WHISPER,  # the default --asr-backend whisper (FastVideo's HF whisper-base)
     "aesthetics": ("audiobox-aesthetics-config", "audiobox-aesthetics"),
     "desync": ("synchformer_24-01-04T16-39-21",),
     "fd_vgg": ("vggish-10086976",),

@@ -31,6 +31,11 @@ from torch import Tensor
 
 # Every ASR front end here (Whisper log-mel, GLM-ASR's Whisper features, SenseVoice fbank) expects 16 kHz.
 ASR_SAMPLE_RATE = 16000
+# SpeechWordErrorRate's `asr_backend` names (the CLI's --asr-backend): FastVideo's `WERMetric(asr_backend=...)` three
+# ("whisper" = Hugging Face openai/whisper-base, "glm_asr", "sensevoice") plus this library's openai-whisper path.
+ASR_BACKENDS: tuple[str, ...] = ("whisper", "openai-whisper", "glm_asr", "sensevoice")
+# FastVideo's default backend.
+DEFAULT_ASR_BACKEND = "whisper"
 
 
 @runtime_checkable

@@ -31,8 +31,11 @@ name            needs                                    backbone (``--weights-d
 ``clap``        ``--prompts``                            CLAP: folder ``clap-htsat-fused`` ("fastvideo") or
                                                          ``music_speech_audioset_epoch_15_esc_89.98.pt``
                                                          (+ its tokenizer folder ``roberta-base``)
-``wer``         ``--transcripts``                        Whisper ``whisper-base.pt`` or ``base.pt``
-                                                         (``--whisper-model``)
+``wer``         ``--transcripts``                        ``--asr-backend``: whisper (folder ``whisper-base``
+                                                         or ``base.pt``), openai-whisper (``whisper-base.pt``
+                                                         or ``base.pt``, ``--whisper-model``), glm_asr
+                                                         (``GLM-ASR-Nano-2512``), sensevoice
+                                                         (``SenseVoiceSmall`` + ``fsmn-vad``)
 ``aesthetics``  generated audio                          Audiobox: folder ``audiobox-aesthetics``
 ``imagebind``   generated videos with audio              ImageBind ``imagebind_huge.pth``
 ``desync``      generated videos with audio (>= 4.8 s)   Synchformer ``synchformer_state_dict.pth``

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from torchmetrics_av.backbones.asr import ASR_BACKENDS, DEFAULT_ASR_BACKEND
 from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.protocols import PROTOCOLS, get_protocol
 
@@ -65,6 +66,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--duration",
         type=float,
         help="av-benchmark --audio_length in seconds (FD/KL/CLAP/IB/DeSync window; default 8); av-benchmark only",
+    )
+    p.add_argument(
+        "--asr-backend",
+        default=DEFAULT_ASR_BACKEND,
+        choices=list(ASR_BACKENDS),
+        help="WER speech recogniser: whisper (Hugging Face whisper-base, FastVideo's default), openai-whisper "
+        "(--whisper-model), glm_asr, sensevoice (default: whisper)",
     )
     p.add_argument(
         "--random-weights",

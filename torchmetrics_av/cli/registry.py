@@ -59,7 +59,8 @@ class MetricSpec:
     """One metric of ``torchmetrics-av evaluate``.
 
     Attributes:
-        backbone: key of the backbone it runs on.
+        backbone: key of the backbone it runs on, or ``args -> key`` when an option picks it (WER's
+            ``--asr-backend``); read it through :meth:`backbone_key`.
         feed: how batches reach its ``update`` (and which inputs it needs).
         build: ``(backbone, args) -> metric`` (a ``ValueError`` becomes a readable error).
         columns: CSV column -> ``per_sample()`` key, for the per-file rows.
@@ -70,13 +71,17 @@ class MetricSpec:
             naming it in ``--metrics`` works under any protocol.
     """
 
-    backbone: str
+    backbone: str | Callable[[argparse.Namespace], str]
     feed: Feed
     build: Builder
     columns: Mapping[str, str] = field(default_factory=dict)
     requires: str | None = None
     avbench: Mapping[str, str] = field(default_factory=dict)
     protocols: tuple[str, ...] | None = None
+
+    def backbone_key(self, args: argparse.Namespace) -> str:
+        """The key of :data:`~torchmetrics_av.cli.backbones.BACKBONES` this run of the metric uses."""
+        return self.backbone if isinstance(self.backbone, str) else self.backbone(args)
 
     def in_default_set(self, protocol: str) -> bool:
         """Whether ``--metrics auto`` under ``protocol`` includes this metric (when the inputs allow it)."""
@@ -153,10 +158,29 @@ def _msclap(bb: nn.Module, args: argparse.Namespace) -> Any:
     return CLAPScore(model="ms-clap-2023", backbone=bb, protocol=args.protocol, batch_size=args.batch_size)
 
 
+# --asr-backend -> the BACKBONES key of its backbone ("whisper" there is openai-whisper's, as before).
+ASR_BACKBONE_KEYS = {
+    "whisper": "hf_whisper",
+    "openai-whisper": "whisper",
+    "glm_asr": "glm_asr",
+    "sensevoice": "sensevoice",
+}
+
+
+def _asr_backend(args: argparse.Namespace) -> str:
+    from torchmetrics_av.backbones.asr import DEFAULT_ASR_BACKEND
+
+    return getattr(args, "asr_backend", None) or DEFAULT_ASR_BACKEND
+
+
+def _asr_backbone(args: argparse.Namespace) -> str:
+    return ASR_BACKBONE_KEYS[_asr_backend(args)]
+
+
 def _wer(bb: nn.Module, args: argparse.Namespace) -> Any:
     from torchmetrics_av import SpeechWordErrorRate
 
-    return SpeechWordErrorRate(backbone=bb, protocol=args.protocol)
+    return SpeechWordErrorRate(backbone=bb, asr_backend=_asr_backend(args), protocol=args.protocol)
 
 
 def _aesthetics(bb: nn.Module, args: argparse.Namespace) -> Any:
@@ -195,7 +219,7 @@ METRICS: dict[str, MetricSpec] = {
         "clap", WithText("prompts"), _clap, columns={"clap_cosine": "score"}, avbench={"LAION-CLAP-Score": VALUE}
     ),
     "wer": MetricSpec(
-        "whisper",
+        _asr_backbone,
         WithText("transcripts", language=True),
         _wer,
         columns={

@@ -211,12 +211,12 @@ def _load_ref(inv: Inventory) -> Callable[[str], Clip | None]:
 
 def _open(names: Sequence[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, MetricRun]]:
     """The backbones (each once, every missing checkpoint listed together) and a :class:`MetricRun` per metric."""
-    backbones = build_backbones((METRICS[n].backbone for n in names), args)
+    backbones = build_backbones((METRICS[n].backbone_key(args) for n in names), args)
     runs: dict[str, MetricRun] = {}
     for name in names:
         spec = METRICS[name]
         try:
-            runs[name] = MetricRun(name, spec, spec.build(backbones[spec.backbone], args).to(args.device))
+            runs[name] = MetricRun(name, spec, spec.build(backbones[spec.backbone_key(args)], args).to(args.device))
         except ValueError as err:
             raise CLIError(f"{name}: {err}") from err
     return backbones, runs
