@@ -50,6 +50,9 @@ DEMO_FILES = ("gen", "ref", "prompts.csv", "transcripts.json")
 WHISPER_MODEL = "base"  # the CLI's default --whisper-model
 # Metrics that need more clips than a small set has: InceptionScore's `splits` parts of at least one clip each.
 SPLIT_METRICS = ("isc_panns", "isc_passt")
+# The estimators shown too (issue 10): a percentile CI from this many resamples for every metric, and FD∞ + KAD on
+# each FD's rows. 200 resamples keep the demo quick; a paper wants >= 1000 (`evaluate --bootstrap 1000`).
+DEMO_BOOTSTRAP = 200
 # --metrics key -> the checkpoint group of weights.GROUPS of a backbone whose group has another name.
 _BACKBONE_GROUPS = {"whisper": "whisper", "hf_whisper": "hf-whisper", "glm_asr": "glm-asr"}
 
@@ -153,6 +156,7 @@ def _evaluate_args(data: Path, out: Path, random_weights: str | None, options: d
     for flag, key in (("--device", "device"), ("--weights-dir", "weights_dir"), ("--duration", "duration")):
         if options[key] is not None:
             argv += [flag, str(options[key])]
+    argv += ["--bootstrap", str(DEMO_BOOTSTRAP), "--fd-inf"]
     if random_weights:
         argv += ["--random-weights", random_weights]
     return build_parser().parse_args(argv)
