@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from torchmetrics_av.backbones.passt import PaSSTMelSpectrogram
 from torchmetrics_av.preprocessing import (
-    PaSSTMelSpectrogram,
     as_clip_list,
     librosa_length,
     pad_or_trim,
