@@ -31,8 +31,16 @@ from torchmetrics_av.backbones.synchformer import (
     segment_audio,
     segment_video,
     short_side_resize_crop,
+    synchformer_frame_indices,
+    synchformer_frames,
 )
-from torchmetrics_av.functional.desync import desync_from_logits, offset_grid, offsets_from_logits
+from torchmetrics_av.functional.desync import (
+    desync_from_logits,
+    exact_offset_grid,
+    offset_classes,
+    offset_grid,
+    offsets_from_logits,
+)
 from torchmetrics_av.preprocessing import as_video_list, ffmpeg_fps_indices, frame_rates, to_signed_unit
 
 GOLDEN_PROTOCOL = {"fastvideo": "fastvideo", "avbench": "av-benchmark"}
@@ -61,6 +69,23 @@ def test_offset_grid_is_float32_linspace() -> None:
     assert grid.dtype == torch.float32 and grid.shape == (21,)
     assert torch.equal(grid, torch.tensor(np.linspace(-2.0, 2.0, 21), dtype=torch.float32))
     assert float(grid[6]) == 0.800000011920929 * -1 and float(grid[16]) == 1.2000000476837158
+
+
+def test_exact_offset_grid_is_the_definition_and_rounds_to_the_reference_grid() -> None:
+    exact = exact_offset_grid()
+    assert exact.dtype == torch.float64 and exact.tolist() == EXACT_GRID
+    assert float(exact[3]) == -1.4 and float(offset_grid()[3]) == -1.399999976158142
+    assert torch.equal(exact.float(), offset_grid())  # the references' float32 grid is its rounding
+    z = torch.full((2, 21), -1.0)
+    z[0, 3] = 2.0
+    z[1, [17, 18]] = 2.0  # a tie: the first maximal class
+    assert offset_classes(z).tolist() == [3, 17]
+    assert offsets_from_logits(z, exact).tolist() == [-1.4, 1.4]
+    assert offsets_from_logits(z).tolist() == [float(np.float32(-1.4)), float(np.float32(1.4))]
+    with pytest.raises(ValueError, match="num"):
+        exact_offset_grid(num=1)
+    with pytest.raises(ValueError, match=r"\(N, 21\)"):
+        offset_classes(torch.zeros(3))
 
 
 def test_desync_from_logits_formula_and_ties() -> None:
@@ -140,6 +165,31 @@ def test_preprocessed_frames_match_golden(name: str, prefix: str) -> None:
     if prefix == "avbench":
         levels = (covered.double() + 1) * 127.5  # back to the resized uint8 values, exactly
         assert (levels - levels.round()).abs().max() < 1e-3 and covered.min() >= -1 and covered.max() <= 1
+
+
+def test_synchformer_front_end_composes_the_protocol_rules() -> None:
+    """The backbone's front end: the spec's frame rule and duration cut, then the spec's resize, chunk by chunk."""
+    assert torch.equal(
+        synchformer_frame_indices(121, 24.0, "nearest"), nearest_frame_indices(121, 24.0, 25.0, min_frames=16)
+    )
+    assert torch.equal(synchformer_frame_indices(121, 24.0, "ffmpeg"), ffmpeg_fps_indices(121, 24.0, 25.0))
+    assert synchformer_frame_indices(5, 24.0, "nearest").shape == (16,)  # FastVideo's one-segment minimum
+    cut = synchformer_frame_indices(240, 24.0, "ffmpeg", duration=8.0)
+    assert torch.equal(cut, ffmpeg_fps_indices(240, 24.0, 25.0)[:200])
+    with pytest.raises(ValueError, match=r"gives 126 frames at 25 fps \(121 at 24 fps\); `duration`=8.0 s needs 200"):
+        synchformer_frame_indices(121, 24.0, "ffmpeg", duration=8.0)
+    with pytest.raises(ValueError, match="`rule`"):
+        synchformer_frame_indices(10, 25.0, "linear")  # type: ignore[arg-type]
+    g = torch.Generator().manual_seed(9)
+    video = torch.randint(0, 256, (40, 3, 36, 64), generator=g, dtype=torch.uint8)
+    idx = torch.tensor([0, 0, *range(1, 40)])  # more than one FRAME_CHUNK
+    fv = synchformer_frames(video, idx, "interpolate")
+    assert torch.equal(fv, to_signed_unit(short_side_resize_crop(video[idx].float() / 255, 224, "interpolate")))
+    # av-benchmark quantises float video back to uint8 first (round(x * 255)): the same frames as the uint8 input.
+    tv = synchformer_frames(video.float() / 255, idx, "torchvision")
+    assert torch.equal(tv, to_signed_unit(short_side_resize_crop(video[idx], 224, "torchvision")))
+    with pytest.raises(ValueError, match="`style`"):
+        synchformer_frames(video, idx, "nearest")  # type: ignore[arg-type]
 
 
 def test_resize_rules_differ_where_the_references_differ() -> None:
@@ -423,6 +473,63 @@ def test_golden_desync_end_to_end(full_model: Synchformer, name: str, prefix: st
         torch.testing.assert_close(
             metric.details[f"logits_{side}"][0], d[f"{prefix}.logits_{side}"], rtol=0, atol=LOGITS_ATOL
         )
+
+
+class FixedLogits(nn.Module):
+    """A tiny Synchformer whose sync head always predicts class 3 (-1.4 s) for the front, 17 (+1.4 s) for the back."""
+
+    def __init__(self, net: Synchformer) -> None:
+        super().__init__()
+        self.net = net
+        self.mel, self.grid, self.segment_batch = net.mel, net.grid, net.segment_batch
+
+    def video_features(self, segments: Tensor) -> Tensor:
+        return self.net.video_features(segments)
+
+    def audio_features(self, mel: Tensor) -> Tensor:
+        return self.net.audio_features(mel)
+
+    def sync_logits(self, v: Tensor, a: Tensor) -> Tensor:
+        logits = torch.zeros(v.shape[0], 21)
+        logits[0::2, 3] = 1.0
+        logits[1::2, 17] = 1.0
+        return logits
+
+
+def test_reported_offsets_are_exact_and_the_score_keeps_the_reference_grid() -> None:
+    metric = DeSync(sample_rate=16000, video_fps=25.0, backbone=FixedLogits(tiny_backbone()))
+    audio, video = av_pair(5.0, seed=5)
+    metric.update(audio[None], video[None])
+    value = metric.compute()
+    rows = metric.per_sample()
+    assert rows["offset_front"].tolist() == [-1.4] and rows["offset_back"].tolist() == [1.4]
+    # (|float32(-1.4)| + |float32(1.4)|) / 2, as both references compute it from their float32 grid.
+    assert float(value) == float(rows["offset"][0]) == float(np.float32(1.4))
+
+
+def test_silent_audio_is_counted_and_scored_as_the_reference() -> None:
+    """All-zero audio gives a finite log-mel (log 1e-6) and an offset class, as in the references: counted, kept."""
+    net = tiny_backbone()
+    audio, video = av_pair(5.0, seed=6)
+    silent = torch.zeros_like(audio)
+    metric = DeSync(sample_rate=16000, video_fps=25.0, backbone=net, keep_logits=True)
+    metric.update([silent, audio], [video, video], ids=[0, 1])
+    metric.update([silent], [video], ids=[0])  # a repeat: counted once
+    metric.compute()
+    d = metric.details
+    assert d["silent"].tolist() == [True, False] and d["n_silent"] == 1
+    assert d["n_samples"] == 2 and d["n_skipped_silent"] == 0
+    segments = segment_video(to_signed_unit(short_side_resize_crop(video.float() / 255, 224, "interpolate")))
+    mel = SynchformerMel()(segment_audio(silent[0]), pad="min")
+    assert bool(torch.isfinite(mel).all())
+    with torch.no_grad():
+        front, back = net(segments, mel)
+    torch.testing.assert_close(d["logits_front"][0], front, rtol=0, atol=1e-5)
+    torch.testing.assert_close(d["logits_back"][0], back, rtol=0, atol=1e-5)
+    assert (
+        float(d["offset"][0])
+        == (abs(float(offset_grid()[front.argmax()])) + abs(float(offset_grid()[back.argmax()]))) / 2
+    )
 
 
 def test_repeated_ids_are_counted_once() -> None:
