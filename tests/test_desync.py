@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torchaudio
 from torch import Tensor, nn
 
 from tests.ddp import run_ddp
@@ -31,6 +32,7 @@ from torchmetrics_av.backbones.synchformer import (
     segment_audio,
     segment_video,
     short_side_resize_crop,
+    synchformer_audio_mel,
     synchformer_frame_indices,
     synchformer_frames,
 )
@@ -190,6 +192,21 @@ def test_synchformer_front_end_composes_the_protocol_rules() -> None:
     assert torch.equal(tv, to_signed_unit(short_side_resize_crop(video[idx], 224, "torchvision")))
     with pytest.raises(ValueError, match="`style`"):
         synchformer_frames(video, idx, "nearest")  # type: ignore[arg-type]
+
+
+def test_synchformer_audio_front_end() -> None:
+    """Channel mean, 16 kHz, the duration cut, segments and the log-mel, in that order."""
+    g = torch.Generator().manual_seed(12)
+    clip = torch.rand(2, 6 * 22050, generator=g) - 0.5
+    mel = SynchformerMel()
+    wave = torchaudio.transforms.Resample(22050, 16000)(clip.mean(0))
+    got = synchformer_audio_mel(clip, 22050, mel, pad_short=False, pad="zero", duration=5.0)
+    torch.testing.assert_close(got, mel(segment_audio(wave[:80000], pad_short=False), pad="zero"), rtol=0, atol=1e-5)
+    assert got.shape == (14, 128, 66)
+    whole = synchformer_audio_mel(clip, 22050, mel, pad_short=True, pad="min")
+    assert whole.shape[0] == (wave.shape[0] - 10240) // 5120 + 1
+    with pytest.raises(ValueError, match=r"lasts 6\.000 s; `duration`=7.0 s of audio is needed"):
+        synchformer_audio_mel(clip, 22050, mel, pad_short=False, pad="zero", duration=7.0)
 
 
 def test_resize_rules_differ_where_the_references_differ() -> None:

@@ -32,6 +32,7 @@ from torchmetrics_av.backbones.imagebind import (
     imagebind_audio_clips,
     imagebind_avbench_clips,
     imagebind_fastvideo_clips,
+    imagebind_video_clips,
     short_side_scale_size,
     uniform_crop_offsets,
 )
@@ -235,6 +236,21 @@ def test_avbench_frame_choice_is_ffmpeg_fps_filter():
         n = math.ceil(8 * fps) + 1
         expected = [math.ceil((2 * k + 1) * Fraction(fps).limit_denominator(10**6)) - 1 for k in range(4)]
         assert avbench_frame_indices(n, fps, 8.0) == expected
+
+
+def test_video_clip_rule_follows_the_protocol_spec():
+    from torchmetrics_av.protocols import get_protocol
+
+    video = torch.randint(0, 256, (120, 3, 20, 28), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    for protocol, expected in (
+        ("fastvideo", imagebind_fastvideo_clips(video, 25.0)),
+        ("av-benchmark", imagebind_avbench_clips(video, 25.0, 4.8)),
+    ):
+        got = imagebind_video_clips(video, 25.0, get_protocol(protocol).imagebind_frames, 4.8)
+        assert torch.equal(got, expected)
+    assert torch.equal(imagebind_video_clips(video[:1], 0.1, "ffmpeg"), imagebind_avbench_clips(video[:1], 0.1))
+    with pytest.raises(ValueError, match="`rule`"):
+        imagebind_video_clips(video, 25.0, "nearest")  # type: ignore[arg-type]
 
 
 def test_portrait_crops_top_centre_bottom():

@@ -13,13 +13,12 @@ from torch import Tensor, nn
 # FRAME_CHUNK moved to the Synchformer video front end; re-exported for imports of the old name.
 from torchmetrics_av.backbones.synchformer import FRAME_CHUNK as FRAME_CHUNK
 from torchmetrics_av.backbones.synchformer import (
-    SAMPLE_RATE,
     VIDEO_FPS,
     VIDEO_SEGMENT_FRAMES,
     VIDEO_SEGMENT_STEP,
     WINDOW_SEGMENTS,
     Synchformer,
-    segment_audio,
+    synchformer_audio_mel,
     synchformer_frame_indices,
     synchformer_frames,
 )
@@ -40,9 +39,7 @@ from torchmetrics_av.preprocessing import (
     check_sample_rate,
     frame_rates,
     is_silent,
-    resample,
     sample_rates,
-    to_mono,
 )
 
 # av-benchmark's `--audio_length` / `duration_sec` as used for MMAudio's tables (8 s VGGSound clips); the protocol
@@ -179,19 +176,18 @@ class DeSync(BackboneMetric):
     # preprocessing
 
     def _audio_mel(self, clip: Tensor, rate: int, index: int) -> Tensor:
-        """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its segments."""
-        wave = resample(to_mono(clip.to(self.device)), rate, SAMPLE_RATE, "torchaudio")
-        if self.duration is not None:
-            need = int(SAMPLE_RATE * self.duration)
-            if wave.shape[-1] < need:
-                raise ValueError(
-                    f"`preds[{index}]` lasts {wave.shape[-1] / SAMPLE_RATE:.3f} s; protocol 'av-benchmark' needs "
-                    f"`duration`={self.duration} s of audio (lower `duration` or pass longer clips)"
-                )
-            wave = wave[:need]
-        segments = segment_audio(wave, pad_short=self.spec.desync_pad_short)
-        mel_module = self.backbone.mel.to(self.device)
-        return mel_module(segments, pad=self.spec.desync_mel_pad)
+        """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its segments (the backbone's front end)."""
+        try:
+            return synchformer_audio_mel(
+                clip.to(self.device),
+                rate,
+                self.backbone.mel,
+                pad_short=self.spec.desync_pad_short,
+                pad=self.spec.desync_mel_pad,
+                duration=self.duration,
+            )
+        except ValueError as err:
+            raise ValueError(f"`preds[{index}]` {err} (protocol {self.protocol!r})") from err
 
     def _frame_index(self, video: Tensor, fps: float, index: int) -> Tensor:
         """Source frame of every 25 fps frame the protocol keeps (Synchformer's frame rule, ``spec.video_frames``)."""

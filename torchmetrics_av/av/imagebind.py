@@ -25,12 +25,10 @@ from torch import Tensor, nn
 
 from torchmetrics_av.backbones.imagebind import (
     AUDIO_CLIP_SECONDS,
-    AVBENCH_DURATION_SEC,
     AVBENCH_IB_FPS,
     ImageBind,
     imagebind_audio_clips,
-    imagebind_avbench_clips,
-    imagebind_fastvideo_clips,
+    imagebind_video_clips,
 )
 from torchmetrics_av.base import BackboneMetric, Rows, require_extra
 from torchmetrics_av.preprocessing import (
@@ -158,9 +156,7 @@ class ImageBindScore(BackboneMetric):
 
     def _video_clips(self, video: Tensor, fps: float, index: int) -> Tensor:
         try:
-            if self.spec.imagebind_frames == "clips":
-                return imagebind_fastvideo_clips(video, fps)
-            return imagebind_avbench_clips(video, fps, AVBENCH_DURATION_SEC if self.duration is None else self.duration)
+            return imagebind_video_clips(video, fps, self.spec.imagebind_frames, self.duration)
         except ValueError as err:
             raise ValueError(f"`target[{index}]`: {err}") from err
 

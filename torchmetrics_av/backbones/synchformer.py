@@ -18,7 +18,8 @@ A clean-room PyTorch module graph whose ``state_dict`` is key-for-key and shape-
 This is why the model scores exactly 14 segments (4.8 s) at a time. The model's own front end is here too: the 25 fps
 frame choice (:func:`synchformer_frame_indices`: FastVideo's nearest index, :func:`nearest_frame_indices`, or ffmpeg's
 ``fps=25:round=near``), the short-side resize and crop (:func:`short_side_resize_crop`, :func:`synchformer_frames`),
-segmenting (:func:`segment_video`, :func:`segment_audio`) and the log-mel (:class:`SynchformerMel`).
+segmenting (:func:`segment_video`, :func:`segment_audio`) and the log-mel (:class:`SynchformerMel`,
+:func:`synchformer_audio_mel`).
 
 Weights: MIT licence (v-iashin/Synchformer; MMAudio redistributes the state_dict). Facts from the reference code
 (FastVideo's vendored copy and hkchengrex/av-benchmark ``av_bench/synchformer``); no code was copied.
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, offset_grid
-from torchmetrics_av.preprocessing import UINT8_MAX, ffmpeg_fps_indices, to_signed_unit
+from torchmetrics_av.preprocessing import UINT8_MAX, ffmpeg_fps_indices, resample, to_mono, to_signed_unit
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
 # The publisher gives an MD5 (MMAudio download_utils.py), checked on download and load (weights.CHECKPOINTS).
@@ -625,6 +626,49 @@ def segment_audio(wave: Tensor, pad_short: bool = True) -> Tensor:
             raise ValueError(f"audio has {wave.shape[-1]} samples at 16 kHz; a segment needs {AUDIO_SEGMENT_SAMPLES}")
         wave = F.pad(wave, (0, AUDIO_SEGMENT_SAMPLES - wave.shape[-1]))
     return wave.unfold(-1, AUDIO_SEGMENT_SAMPLES, AUDIO_SEGMENT_STEP)
+
+
+def synchformer_audio_mel(
+    clip: Tensor,
+    sample_rate: int,
+    mel: nn.Module,
+    *,
+    pad_short: bool,
+    pad: MelPad,
+    duration: float | None = None,
+) -> Tensor:
+    """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its Synchformer segments.
+
+    Channel mean, ``torchaudio.transforms.Resample`` to 16 kHz (both references) on ``clip``'s device, the first
+    ``int(16000 * duration)`` samples when ``duration`` is given (av-benchmark), :func:`segment_audio` and the
+    log-mel front end ``mel`` (a :class:`SynchformerMel`, once per clip: FastVideo's 66th frame is the clip's minimum).
+
+    Args:
+        clip: ``(C, T)`` float32 audio at ``sample_rate``.
+        sample_rate: Hz.
+        mel: the backbone's :class:`SynchformerMel` (moved to ``clip``'s device).
+        pad_short: ``spec.desync_pad_short``.
+        pad: ``spec.desync_mel_pad``.
+        duration: seconds to keep, or ``None`` for the whole clip.
+
+    Raises:
+        ValueError: the clip is shorter than ``duration`` (or than one segment without ``pad_short``).
+
+    Example:
+        >>> import torch
+        >>> synchformer_audio_mel(torch.zeros(2, 80000), 16000, SynchformerMel(), pad_short=True, pad="min").shape
+        torch.Size([14, 128, 66])
+    """
+    wave = resample(to_mono(clip), sample_rate, SAMPLE_RATE, "torchaudio")
+    if duration is not None:
+        need = int(SAMPLE_RATE * duration)
+        if wave.shape[-1] < need:
+            raise ValueError(
+                f"lasts {wave.shape[-1] / SAMPLE_RATE:.3f} s; `duration`={duration} s of audio is needed (lower "
+                "`duration` or pass longer clips)"
+            )
+        wave = wave[:need]
+    return mel.to(wave.device)(segment_audio(wave, pad_short=pad_short), pad=pad)
 
 
 class SynchformerMel(nn.Module):
