@@ -159,7 +159,7 @@ def test_backbone_text_inputs_follow_the_same_rule():
         clap.tokenize(["a dog", 3])
     with pytest.raises(ValueError, match=r"`texts\[1\]` must be a string, got NoneType"):
         msclap.tokenizer(["a dog", None], name="texts")
-    with pytest.raises(ValueError, match="`texts` has 2 texts for 1 clips"):
+    with pytest.raises(ValueError, match="`texts` has 2 captions for 1 clips"):
         msclap_scores(msclap, torch.zeros(1, 4410), 44100, ["a", "b"])
     assert clap.tokenize(["a dog barks"])[0].shape[0] == 1
 

@@ -340,7 +340,9 @@ def msclap_scores(
             list of strings of the same length, or a caption longer than 1024 tokens.
     """
     clips = as_clip_list(audio, "preds")
-    texts = as_text_list(texts, "texts", len(clips))
+    texts = as_text_list(texts, "texts")
+    if len(texts) != len(clips):
+        raise ValueError(f"`texts` has {len(texts)} captions for {len(clips)} clips; give one caption per clip")
     text_emb = backbone.embed_text(texts)
     audio_emb = backbone.embed_audio(clips, sample_rate, crop_starts)
     return torch.cosine_similarity(text_emb, audio_emb, dim=-1, eps=COSINE_EPS)
