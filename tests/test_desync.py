@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torchaudio
 from torch import Tensor, nn
 
 from tests.ddp import run_ddp
@@ -24,18 +25,29 @@ from tests.test_synchformer import (  # noqa: F401 - fixtures used by name
     load_pair,
 )
 from torchmetrics_av import DeSync, testing
-from torchmetrics_av.backbones.synchformer import Synchformer, SynchformerMel, segment_audio, segment_video
-from torchmetrics_av.functional.desync import desync_from_logits, offset_grid, offsets_from_logits
-from torchmetrics_av.preprocessing import (
-    as_video_list,
-    ffmpeg_fps_indices,
-    frame_rates,
+from torchmetrics_av.backbones.synchformer import (
+    Synchformer,
+    SynchformerMel,
     nearest_frame_indices,
+    segment_audio,
+    segment_video,
     short_side_resize_crop,
-    to_signed_unit,
+    synchformer_audio_mel,
+    synchformer_frame_indices,
+    synchformer_frames,
 )
+from torchmetrics_av.functional.desync import (
+    desync_from_logits,
+    exact_offset_grid,
+    offset_classes,
+    offset_grid,
+    offsets_from_logits,
+)
+from torchmetrics_av.preprocessing import as_video_list, ffmpeg_fps_indices, frame_rates, to_signed_unit
 
 GOLDEN_PROTOCOL = {"fastvideo": "fastvideo", "avbench": "av-benchmark"}
+# Synchformer's classes by definition (make_class_grid(-2, 2, 21)): k / 5 - 2 seconds, written out independently.
+EXACT_GRID = [(k - 10) / 5 for k in range(21)]
 
 
 def tiny_backbone(seed: int = 0) -> Synchformer:
@@ -59,6 +71,23 @@ def test_offset_grid_is_float32_linspace() -> None:
     assert grid.dtype == torch.float32 and grid.shape == (21,)
     assert torch.equal(grid, torch.tensor(np.linspace(-2.0, 2.0, 21), dtype=torch.float32))
     assert float(grid[6]) == 0.800000011920929 * -1 and float(grid[16]) == 1.2000000476837158
+
+
+def test_exact_offset_grid_is_the_definition_and_rounds_to_the_reference_grid() -> None:
+    exact = exact_offset_grid()
+    assert exact.dtype == torch.float64 and exact.tolist() == EXACT_GRID
+    assert float(exact[3]) == -1.4 and float(offset_grid()[3]) == -1.399999976158142
+    assert torch.equal(exact.float(), offset_grid())  # the references' float32 grid is its rounding
+    z = torch.full((2, 21), -1.0)
+    z[0, 3] = 2.0
+    z[1, [17, 18]] = 2.0  # a tie: the first maximal class
+    assert offset_classes(z).tolist() == [3, 17]
+    assert offsets_from_logits(z, exact).tolist() == [-1.4, 1.4]
+    assert offsets_from_logits(z).tolist() == [float(np.float32(-1.4)), float(np.float32(1.4))]
+    with pytest.raises(ValueError, match="num"):
+        exact_offset_grid(num=1)
+    with pytest.raises(ValueError, match=r"\(N, 21\)"):
+        offset_classes(torch.zeros(3))
 
 
 def test_desync_from_logits_formula_and_ties() -> None:
@@ -140,6 +169,46 @@ def test_preprocessed_frames_match_golden(name: str, prefix: str) -> None:
         assert (levels - levels.round()).abs().max() < 1e-3 and covered.min() >= -1 and covered.max() <= 1
 
 
+def test_synchformer_front_end_composes_the_protocol_rules() -> None:
+    """The backbone's front end: the spec's frame rule and duration cut, then the spec's resize, chunk by chunk."""
+    assert torch.equal(
+        synchformer_frame_indices(121, 24.0, "nearest"), nearest_frame_indices(121, 24.0, 25.0, min_frames=16)
+    )
+    assert torch.equal(synchformer_frame_indices(121, 24.0, "ffmpeg"), ffmpeg_fps_indices(121, 24.0, 25.0))
+    assert synchformer_frame_indices(5, 24.0, "nearest").shape == (16,)  # FastVideo's one-segment minimum
+    cut = synchformer_frame_indices(240, 24.0, "ffmpeg", duration=8.0)
+    assert torch.equal(cut, ffmpeg_fps_indices(240, 24.0, 25.0)[:200])
+    with pytest.raises(ValueError, match=r"gives 126 frames at 25 fps \(121 at 24 fps\); `duration`=8.0 s needs 200"):
+        synchformer_frame_indices(121, 24.0, "ffmpeg", duration=8.0)
+    with pytest.raises(ValueError, match="`rule`"):
+        synchformer_frame_indices(10, 25.0, "linear")  # type: ignore[arg-type]
+    g = torch.Generator().manual_seed(9)
+    video = torch.randint(0, 256, (40, 3, 36, 64), generator=g, dtype=torch.uint8)
+    idx = torch.tensor([0, 0, *range(1, 40)])  # more than one FRAME_CHUNK
+    fv = synchformer_frames(video, idx, "interpolate")
+    assert torch.equal(fv, to_signed_unit(short_side_resize_crop(video[idx].float() / 255, 224, "interpolate")))
+    # av-benchmark quantises float video back to uint8 first (round(x * 255)): the same frames as the uint8 input.
+    tv = synchformer_frames(video.float() / 255, idx, "torchvision")
+    assert torch.equal(tv, to_signed_unit(short_side_resize_crop(video[idx], 224, "torchvision")))
+    with pytest.raises(ValueError, match="`style`"):
+        synchformer_frames(video, idx, "nearest")  # type: ignore[arg-type]
+
+
+def test_synchformer_audio_front_end() -> None:
+    """Channel mean, 16 kHz, the duration cut, segments and the log-mel, in that order."""
+    g = torch.Generator().manual_seed(12)
+    clip = torch.rand(2, 6 * 22050, generator=g) - 0.5
+    mel = SynchformerMel()
+    wave = torchaudio.transforms.Resample(22050, 16000)(clip.mean(0))
+    got = synchformer_audio_mel(clip, 22050, mel, pad_short=False, pad="zero", duration=5.0)
+    torch.testing.assert_close(got, mel(segment_audio(wave[:80000], pad_short=False), pad="zero"), rtol=0, atol=1e-5)
+    assert got.shape == (14, 128, 66)
+    whole = synchformer_audio_mel(clip, 22050, mel, pad_short=True, pad="min")
+    assert whole.shape[0] == (wave.shape[0] - 10240) // 5120 + 1
+    with pytest.raises(ValueError, match=r"lasts 6\.000 s; `duration`=7.0 s of audio is needed"):
+        synchformer_audio_mel(clip, 22050, mel, pad_short=False, pad="zero", duration=7.0)
+
+
 def test_resize_rules_differ_where_the_references_differ() -> None:
     """72x131: FastVideo rounds the long side (408), torchvision floors it (407); crop offsets follow each rule."""
     x = torch.randint(0, 256, (2, 3, 72, 131), dtype=torch.uint8)
@@ -205,7 +274,9 @@ def test_batch_composition_and_input_forms_do_not_change_results() -> None:
     assert torch.equal(a["offset"], b["offset"]) and float(value) == float(one_by_one.compute())
     assert b["num_segments"].tolist() == [14, 16] and b["n_samples"] == 2
     assert value.dtype == torch.float64 and float(value) == pytest.approx(float(b["offset"].mean()), abs=1e-12)
-    assert torch.equal(b["offset"], (b["offset_front"].abs() + b["offset_back"].abs()) / 2)
+    # The score uses the references' float32 grid; the signed offsets are the exact values of the same classes.
+    assert torch.equal(b["offset"], (b["offset_front"].float().abs().double() + b["offset_back"].float().abs()) / 2)
+    assert b["offset_front"].dtype == torch.float64 and set(b["offset_front"].tolist()) <= set(EXACT_GRID)
     with pytest.warns(FutureWarning, match="desync_front"):
         assert torch.equal(b["desync_front"], b["offset_front"].abs())  # deprecated key
 
@@ -375,7 +446,9 @@ def _golden_metric(net: Synchformer, name: str, prefix: str, afeats_from_golden:
     assert det["num_segments"].tolist() == [s]
     for side in ("front", "back"):
         assert int(det[f"logits_{side}"][0].argmax()) == d[f"{prefix}.argmax_{side}"]
-        assert float(det[f"offset_{side}"][0]) == d[f"{prefix}.offset_{side}_s"]
+        # The reported offset is the exact grid value of the golden class; rounded to float32 it is the reference's.
+        assert float(det[f"offset_{side}"][0]) == EXACT_GRID[d[f"{prefix}.argmax_{side}"]]
+        assert float(det[f"offset_{side}"][0].float()) == d[f"{prefix}.offset_{side}_s"]
         torch.testing.assert_close(det[f"logits_{side}"][0], d[f"{prefix}.logits_{side}"], rtol=0, atol=LOGITS_ATOL)
     assert value == d[f"{prefix}.desync"] == float(det["offset"][0])
     if prefix == "fastvideo":
@@ -417,6 +490,63 @@ def test_golden_desync_end_to_end(full_model: Synchformer, name: str, prefix: st
         torch.testing.assert_close(
             metric.details[f"logits_{side}"][0], d[f"{prefix}.logits_{side}"], rtol=0, atol=LOGITS_ATOL
         )
+
+
+class FixedLogits(nn.Module):
+    """A tiny Synchformer whose sync head always predicts class 3 (-1.4 s) for the front, 17 (+1.4 s) for the back."""
+
+    def __init__(self, net: Synchformer) -> None:
+        super().__init__()
+        self.net = net
+        self.mel, self.grid, self.segment_batch = net.mel, net.grid, net.segment_batch
+
+    def video_features(self, segments: Tensor) -> Tensor:
+        return self.net.video_features(segments)
+
+    def audio_features(self, mel: Tensor) -> Tensor:
+        return self.net.audio_features(mel)
+
+    def sync_logits(self, v: Tensor, a: Tensor) -> Tensor:
+        logits = torch.zeros(v.shape[0], 21)
+        logits[0::2, 3] = 1.0
+        logits[1::2, 17] = 1.0
+        return logits
+
+
+def test_reported_offsets_are_exact_and_the_score_keeps_the_reference_grid() -> None:
+    metric = DeSync(sample_rate=16000, video_fps=25.0, backbone=FixedLogits(tiny_backbone()))
+    audio, video = av_pair(5.0, seed=5)
+    metric.update(audio[None], video[None])
+    value = metric.compute()
+    rows = metric.per_sample()
+    assert rows["offset_front"].tolist() == [-1.4] and rows["offset_back"].tolist() == [1.4]
+    # (|float32(-1.4)| + |float32(1.4)|) / 2, as both references compute it from their float32 grid.
+    assert float(value) == float(rows["offset"][0]) == float(np.float32(1.4))
+
+
+def test_silent_audio_is_counted_and_scored_as_the_reference() -> None:
+    """All-zero audio gives a finite log-mel (log 1e-6) and an offset class, as in the references: counted, kept."""
+    net = tiny_backbone()
+    audio, video = av_pair(5.0, seed=6)
+    silent = torch.zeros_like(audio)
+    metric = DeSync(sample_rate=16000, video_fps=25.0, backbone=net, keep_logits=True)
+    metric.update([silent, audio], [video, video], ids=[0, 1])
+    metric.update([silent], [video], ids=[0])  # a repeat: counted once
+    metric.compute()
+    d = metric.details
+    assert d["silent"].tolist() == [True, False] and d["n_silent"] == 1
+    assert d["n_samples"] == 2 and d["n_skipped_silent"] == 0
+    segments = segment_video(to_signed_unit(short_side_resize_crop(video.float() / 255, 224, "interpolate")))
+    mel = SynchformerMel()(segment_audio(silent[0]), pad="min")
+    assert bool(torch.isfinite(mel).all())
+    with torch.no_grad():
+        front, back = net(segments, mel)
+    torch.testing.assert_close(d["logits_front"][0], front, rtol=0, atol=1e-5)
+    torch.testing.assert_close(d["logits_back"][0], back, rtol=0, atol=1e-5)
+    assert (
+        float(d["offset"][0])
+        == (abs(float(offset_grid()[front.argmax()])) + abs(float(offset_grid()[back.argmax()]))) / 2
+    )
 
 
 def test_repeated_ids_are_counted_once() -> None:

@@ -9,6 +9,7 @@ ImageBind-huge loaded from a manifest-shaped checkpoint file that the session wr
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from torchmetrics_av.backbones.imagebind import (
     imagebind_audio_clips,
     imagebind_avbench_clips,
     imagebind_fastvideo_clips,
+    imagebind_video_clips,
     short_side_scale_size,
     uniform_crop_offsets,
 )
@@ -236,6 +238,21 @@ def test_avbench_frame_choice_is_ffmpeg_fps_filter():
         assert avbench_frame_indices(n, fps, 8.0) == expected
 
 
+def test_video_clip_rule_follows_the_protocol_spec():
+    from torchmetrics_av.protocols import get_protocol
+
+    video = torch.randint(0, 256, (120, 3, 20, 28), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    for protocol, expected in (
+        ("fastvideo", imagebind_fastvideo_clips(video, 25.0)),
+        ("av-benchmark", imagebind_avbench_clips(video, 25.0, 4.8)),
+    ):
+        got = imagebind_video_clips(video, 25.0, get_protocol(protocol).imagebind_frames, 4.8)
+        assert torch.equal(got, expected)
+    assert torch.equal(imagebind_video_clips(video[:1], 0.1, "ffmpeg"), imagebind_avbench_clips(video[:1], 0.1))
+    with pytest.raises(ValueError, match="`rule`"):
+        imagebind_video_clips(video, 25.0, "nearest")  # type: ignore[arg-type]
+
+
 def test_portrait_crops_top_centre_bottom():
     frames = torch.zeros(60, 3, 80, 48, dtype=torch.uint8)
     frames[:, :, :40] = 255  # top half white
@@ -428,6 +445,52 @@ def test_float_video_equals_uint8_video():
         m.update([audio[0]], [vid])
         results.append(m.compute())
     torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=0)
+
+
+def _cosine_by_hand(net: ImageBind, audio: torch.Tensor, rate: int, video: torch.Tensor, fps: float) -> float:
+    a_mean = net.embed_audio(imagebind_audio_clips(audio, rate)).mean(0)
+    v_mean = net.embed_vision(imagebind_fastvideo_clips(video, fps)).mean(0)
+    return float(a_mean @ v_mean) / float(a_mean.norm() * v_mean.norm())
+
+
+def test_duration_mismatch_is_warned_counted_and_scored_unchanged():
+    """3 s of audio with 12 s of video: a UserWarning naming both durations, counted; the score is the plain cosine."""
+    net = _small()
+    g = torch.Generator().manual_seed(11)
+    audio = [torch.rand(1, s * 16000, generator=g) - 0.5 for s in (3, 3, 3)]
+    video = [torch.randint(0, 256, (s * 8, 3, 20, 28), generator=g, dtype=torch.uint8) for s in (12, 3, 5)]
+    metric = ImageBindScore(sample_rate=16000, video_fps=8.0, backbone=net)
+    with pytest.warns(UserWarning, match=r"1 of 3 pairs .* \(pair 0: audio 3\.00 s, video 12\.00 s\)"):
+        metric.update(audio, video)
+    metric.compute()
+    d = metric.details
+    # 3 s vs 5 s differ by exactly one clip (2 s): not a mismatch ("more than").
+    assert d["duration_mismatch"].tolist() == [True, False, False] and d["n_duration_mismatch"] == 1
+    assert d["n_samples"] == 3 and d["n_silent"] == 0
+    for i in range(3):
+        assert abs(float(d["score"][i]) - _cosine_by_hand(net, audio[i], 16000, video[i], 8.0)) <= BATCH_ATOL
+    matched = ImageBindScore(sample_rate=16000, video_fps=8.0, backbone=net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        matched.update(audio[1:], video[1:])
+    matched.compute()
+    assert matched.details["n_duration_mismatch"] == 0
+
+
+def test_silent_audio_is_counted_and_scored_as_the_reference():
+    """An all-zero track still has a finite fbank and embedding (the references score it): counted, not dropped."""
+    net = _small()
+    audio, video, rates, fps = _synthetic_pairs(2)
+    audio[0] = torch.zeros_like(audio[0])
+    metric = ImageBindScore(backbone=net)
+    metric.update(audio, video, sample_rate=rates, video_fps=fps, ids=[0, 1])
+    metric.update(audio[:1], video[:1], sample_rate=rates[0], video_fps=fps[0], ids=[0])  # a repeat: counted once
+    metric.compute()
+    d = metric.details
+    assert d["silent"].tolist() == [True, False] and d["n_silent"] == 1 and d["n_samples"] == 2
+    assert d["n_skipped_silent"] == 0
+    expected = _cosine_by_hand(net, audio[0], rates[0], video[0], fps[0])
+    assert math.isfinite(expected) and abs(float(d["score"][0]) - expected) <= BATCH_ATOL
 
 
 def _ddp_run(rank: int, world: int) -> dict[str, tuple[float, torch.Tensor, int]]:

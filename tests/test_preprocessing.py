@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from torchmetrics_av.backbones.passt import PaSSTMelSpectrogram
 from torchmetrics_av.preprocessing import (
-    PaSSTMelSpectrogram,
     as_clip_list,
     librosa_length,
     pad_or_trim,
@@ -138,3 +138,48 @@ def test_one_text_list_rule_for_every_metric():
         as_text_list(["  "], "target", allow_blank=False)
     with pytest.raises(ValueError, match="`target` has 1 texts for 2 clips"):
         as_text_list(["a"], "target", 2)
+
+
+def test_backbone_text_inputs_follow_the_same_rule():
+    """CLAP's and MS-CLAP's own text entry points refuse a bare str (CLAP used to tokenise it letter by letter)."""
+    from torchmetrics_av import testing
+    from torchmetrics_av.backbones.msclap import msclap_scores
+
+    clap = testing.tiny_backbone("clap")
+    msclap = testing.tiny_backbone("msclap")
+    bare = "`texts` must be a list of strings, one per sample, got a bare str"
+    for call in (
+        lambda: clap.tokenize("a dog barks"),
+        lambda: msclap.tokenizer("a dog barks", name="texts"),
+        lambda: msclap_scores(msclap, torch.zeros(1, 4410), 44100, "a dog barks"),
+    ):
+        with pytest.raises(ValueError, match=bare):
+            call()
+    with pytest.raises(ValueError, match=r"`texts\[1\]` must be a string, got int"):
+        clap.tokenize(["a dog", 3])
+    with pytest.raises(ValueError, match=r"`texts\[1\]` must be a string, got NoneType"):
+        msclap.tokenizer(["a dog", None], name="texts")
+    with pytest.raises(ValueError, match="`texts` has 2 captions for 1 clips"):
+        msclap_scores(msclap, torch.zeros(1, 4410), 44100, ["a", "b"])
+    assert clap.tokenize(["a dog barks"])[0].shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("PaSSTMelSpectrogram", "torchmetrics_av.backbones.passt"),
+        ("PASST_HOP", "torchmetrics_av.backbones.passt"),
+        ("nearest_frame_indices", "torchmetrics_av.backbones.synchformer"),
+        ("short_side_resize_crop", "torchmetrics_av.backbones.synchformer"),
+    ],
+)
+def test_model_front_ends_moved_to_their_backbones_and_old_names_still_work(name: str, module: str) -> None:
+    import importlib
+
+    import torchmetrics_av.preprocessing as pre
+
+    assert name not in vars(pre)  # preprocessing keeps only model-agnostic primitives
+    with pytest.warns(DeprecationWarning, match=f"moved to `{module}.{name}`"):
+        assert getattr(pre, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        pre.no_such_name  # noqa: B018

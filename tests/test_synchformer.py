@@ -18,8 +18,9 @@ from torchmetrics_av.backbones.synchformer import (
     SynchformerMel,
     segment_audio,
     segment_video,
+    short_side_resize_crop,
 )
-from torchmetrics_av.preprocessing import resample, short_side_resize_crop, to_signed_unit
+from torchmetrics_av.preprocessing import resample, to_signed_unit
 
 PAIRS = ("v0_5s_24fps", "v1_8s_25fps", "v2_10s_24fps")
 PROTOCOLS = {"fastvideo": "interpolate", "avbench": "torchvision"}  # golden prefix -> resize style

@@ -1,8 +1,11 @@
-"""The one place for signal preprocessing: input validation, mono, DC removal, resampling, peak normalisation,
-pad/trim, windowing and the PaSST log-mel front end.
+"""Model-agnostic preprocessing primitives: input validation (audio, video, texts, rates), mono, DC removal,
+resampling, peak normalisation, pad/trim, windowing, frame-rate conversion and [-1, 1] scaling.
 
 Every metric routes its audio through these functions, so a protocol difference (e.g. FastVideo's soxr resampling and
-peak normalisation vs av-benchmark's DC removal and torchaudio resampling) lives in exactly one function.
+peak normalisation vs av-benchmark's DC removal and torchaudio resampling) lives in exactly one function. A model's own
+front end lives with the model: PaSST's log-mel in :mod:`torchmetrics_av.backbones.passt`, Synchformer's 25 fps frame
+choice and short-side resize in :mod:`torchmetrics_av.backbones.synchformer`, ImageBind's fbank and clip sampling in
+:mod:`torchmetrics_av.backbones.imagebind`. Their old names here still work and warn ``DeprecationWarning``.
 
 Shapes: a *clip* is a ``(C, T)`` float32 tensor (channels, samples) at its own sample rate; a *batch* is a list of
 clips. Units: samples and Hz; amplitudes are floats in [-1, 1] (int16 PCM is scaled by 1/32768).
@@ -422,96 +425,12 @@ def sliding_windows(x: Tensor, sample_rate: int) -> list[Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# PaSST front end (hear21passt AugmentMelSTFT in eval mode, see ../shared/golden/passt/README.md §2).
-
-PASST_SAMPLE_RATE = 32000
-PASST_N_MELS = 128
-PASST_N_FFT = 1024
-PASST_WIN_LENGTH = 800
-PASST_HOP = 320
-# AugmentMelSTFT(fmax=None): fmax = sr/2 - fmax_aug_range/2 = 16000 - 1000; fmin = 0.
-PASST_FMIN = 0.0
-PASST_FMAX = 15000.0
-PASST_PREEMPHASIS = 0.97
-# log(mel + 1e-5), then (x + 4.5) / 5: hear21passt's "fast normalization".
-PASST_LOG_OFFSET = 1e-5
-PASST_NORM_SHIFT = 4.5
-PASST_NORM_SCALE = 5.0
-
-
-class PaSSTMelSpectrogram(nn.Module):
-    """PaSST's log-mel front end (``AugmentMelSTFT`` in eval mode), without its global-RNG side effect.
-
-    hear21passt draws two ``torch.randint`` values per forward even in eval mode (unused there), which would perturb a
-    user's random stream; it also rebuilds the Kaldi mel bank on every call. This module builds the bank once and
-    computes the same numbers: pre-emphasis ``y[n] = x[n+1] - 0.97 x[n]`` (L-1 samples), ``|STFT|^2`` with
-    n_fft 1024 / hop 320 / Hann(800, periodic=False) / centred reflect padding, 128 Kaldi mel bands 0-15000 Hz, then
-    ``(log(mel + 1e-5) + 4.5) / 5``.
-
-    Input ``(B, T)`` at 32 kHz; output ``(B, 128, 1 + (T-1)//320)``.
-
-    Example:
-        >>> import torch
-        >>> PaSSTMelSpectrogram()(torch.zeros(1, 320000)).shape
-        torch.Size([1, 128, 1000])
-    """
-
-    window: Tensor
-    mel_basis: Tensor
-    preemphasis: Tensor
-
-    def __init__(self) -> None:
-        super().__init__()
-        from torchaudio.compliance.kaldi import get_mel_banks
-
-        self.register_buffer("window", torch.hann_window(PASST_WIN_LENGTH, periodic=False), persistent=False)
-        self.register_buffer("preemphasis", torch.tensor([[[-PASST_PREEMPHASIS, 1.0]]]), persistent=False)
-        bank, _ = get_mel_banks(
-            PASST_N_MELS,
-            PASST_N_FFT,
-            float(PASST_SAMPLE_RATE),
-            PASST_FMIN,
-            PASST_FMAX,
-            vtln_low=100.0,
-            vtln_high=-500.0,
-            vtln_warp_factor=1.0,
-        )
-        # Kaldi's bank covers n_fft/2 bins; hear21passt right-pads one zero column for the Nyquist bin.
-        self.register_buffer("mel_basis", torch.nn.functional.pad(bank, (0, 1)), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, T)`` float32 32 kHz audio -> ``(B, 128, frames)`` normalised log-mel."""
-        x = torch.nn.functional.conv1d(x.unsqueeze(1), self.preemphasis).squeeze(1)
-        spec = torch.stft(
-            x,
-            PASST_N_FFT,
-            hop_length=PASST_HOP,
-            win_length=PASST_WIN_LENGTH,
-            window=self.window,
-            center=True,
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
-        power = torch.view_as_real(spec).pow(2).sum(dim=-1)
-        mel = torch.matmul(self.mel_basis, power.float())
-        return ((mel + PASST_LOG_OFFSET).log() + PASST_NORM_SHIFT) / PASST_NORM_SCALE
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Video: input validation, frame-rate conversion, short-side resize + centre crop, [-1, 1] scaling (Synchformer/DeSync,
-# see ../shared/golden/synchformer/README.md §4). A *video* is a ``(F, C, H, W)`` tensor, uint8 in [0, 255] or float in
-# [0, 1]; a batch is a list of videos.
+# Video: input validation, ffmpeg's frame-rate conversion, [-1, 1] scaling (see ../shared/golden/synchformer/README.md
+# §4). A *video* is a ``(F, C, H, W)`` tensor, uint8 in [0, 255] or float in [0, 1]; a batch is a list of videos.
 
 VideoInput = Tensor | Sequence[Tensor]
-ResizeStyle = Literal["interpolate", "torchvision"]
 # Full scale of 8-bit video (rgb24 decoders).
 UINT8_MAX = 255.0
-# Frames per F.interpolate call: bounds the float32 working set of a long high-resolution clip (resizing is per frame,
-# so chunking does not change any value).
-_RESIZE_CHUNK = 32
-# FastVideo treats rates closer than this as equal (no resampling).
-_SAME_FPS_TOL = 1e-6
 # Rational approximation of a float frame rate (23.976 -> 24000/1001) for ffmpeg's exact timestamp arithmetic.
 _FPS_MAX_DENOMINATOR = 1_000_000
 
@@ -591,24 +510,6 @@ def frame_rates(fps: float | Sequence[float] | None, n: int, name: str = "video_
     return [float(r) for r in rates]
 
 
-def nearest_frame_indices(num_frames: int, src_fps: float, target_fps: float, min_frames: int = 1) -> Tensor:
-    """Source frame feeding each output frame of FastVideo's nearest-index frame-rate conversion.
-
-    ``T' = max(min_frames, round(T / src_fps * target_fps))`` (Python round), ``idx = floor(arange(T') * src_fps /
-    target_fps)`` in float64, clipped to ``T - 1``; the identity when the rates agree within 1e-6. At 24 -> 25 fps the
-    first duplicated frame is frame 0.
-
-    Example:
-        >>> nearest_frame_indices(6, 24.0, 25.0).tolist()
-        [0, 0, 1, 2, 3, 4]
-    """
-    if abs(src_fps - target_fps) < _SAME_FPS_TOL:
-        return torch.arange(num_frames)
-    n_out = max(min_frames, int(round(num_frames / src_fps * target_fps)))
-    idx = (np.arange(n_out) * (src_fps / target_fps)).astype(np.int64)
-    return torch.from_numpy(np.clip(idx, 0, num_frames - 1))
-
-
 def ffmpeg_fps_indices(num_frames: int, src_fps: float, target_fps: float) -> Tensor:
     """Source frame feeding each output frame of ffmpeg's ``fps=target:round=near:start_time=0`` filter.
 
@@ -636,57 +537,6 @@ def ffmpeg_fps_indices(num_frames: int, src_fps: float, target_fps: float) -> Te
     return idx.clamp(0, num_frames - 1)
 
 
-def short_side_resize_crop(frames: Tensor, size: int = 224, style: ResizeStyle = "interpolate") -> Tensor:
-    """Resize the short side to ``size`` with antialiased bicubic interpolation, then centre-crop ``size x size``.
-
-    Args:
-        frames: ``(F, C, H, W)``; float for ``"interpolate"``, uint8 for ``"torchvision"``.
-        size: output side in pixels.
-        style: ``"interpolate"`` (FastVideo): ``F.interpolate(bicubic, antialias)`` on float frames, on their device,
-            output ``(round(H*s), round(W*s))`` with ``s = size / min(H, W)``, crop offset ``(H' - size) // 2``, no
-            clamp (bicubic overshoot is kept). ``"torchvision"`` (av-benchmark, ``v2.Resize(size, BICUBIC)`` +
-            ``CenterCrop``): torch's native uint8 CPU kernel (the frames are moved to CPU, because the CUDA path
-            rounds floats and differs), long side ``int(size * long / short)``, crop offset
-            ``int(round((H' - size) / 2))``; output uint8.
-
-    Returns:
-        ``(F, C, size, size)``, same dtype as the input, on the input's device.
-
-    Example:
-        >>> import torch
-        >>> short_side_resize_crop(torch.zeros(2, 3, 64, 96), 32).shape
-        torch.Size([2, 3, 32, 32])
-    """
-    h, w = frames.shape[-2:]
-    if style == "interpolate":
-        if not frames.is_floating_point():
-            raise ValueError(f"style 'interpolate' resizes float frames, got dtype {frames.dtype}")
-        scale = size / min(h, w)
-        out_h, out_w = int(round(h * scale)), int(round(w * scale))
-        top, left = (out_h - size) // 2, (out_w - size) // 2
-        device = frames.device
-    elif style == "torchvision":
-        if frames.dtype != torch.uint8:
-            raise ValueError(f"style 'torchvision' resizes uint8 frames, got dtype {frames.dtype}")
-        short, long = min(h, w), max(h, w)
-        new_long = int(size * long / short)
-        out_h, out_w = (size, new_long) if h <= w else (new_long, size)
-        top, left = int(round((out_h - size) / 2.0)), int(round((out_w - size) / 2.0))
-        device = frames.device
-        frames = frames.cpu()
-    else:
-        raise ValueError(f"`style` must be 'interpolate' or 'torchvision', got {style!r}")
-    out = []
-    for start in range(0, frames.shape[0], _RESIZE_CHUNK):
-        chunk = frames[start : start + _RESIZE_CHUNK]
-        if style == "interpolate" or (out_h, out_w) != (h, w):  # torchvision returns same-size images untouched
-            chunk = torch.nn.functional.interpolate(
-                chunk, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True
-            )
-        out.append(chunk[..., top : top + size, left : left + size])
-    return torch.cat(out).to(device)
-
-
 def to_signed_unit(frames: Tensor) -> Tensor:
     """Map video to float32 [-1, 1] with mean = std = 0.5 normalisation.
 
@@ -701,3 +551,45 @@ def to_signed_unit(frames: Tensor) -> Tensor:
     if frames.dtype == torch.uint8:
         return (frames.to(torch.float32).mul_(1.0 / UINT8_MAX) - 0.5) / 0.5
     return (frames.to(torch.float32) - 0.5) / 0.5
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Names that moved to the model owning them; importing them from here still works and warns once per access.
+
+_MOVED = {
+    **{
+        name: "torchmetrics_av.backbones.passt"
+        for name in (
+            "PaSSTMelSpectrogram",
+            "PASST_SAMPLE_RATE",
+            "PASST_N_MELS",
+            "PASST_N_FFT",
+            "PASST_WIN_LENGTH",
+            "PASST_HOP",
+            "PASST_FMIN",
+            "PASST_FMAX",
+            "PASST_PREEMPHASIS",
+            "PASST_LOG_OFFSET",
+            "PASST_NORM_SHIFT",
+            "PASST_NORM_SCALE",
+        )
+    },
+    **{
+        name: "torchmetrics_av.backbones.synchformer"
+        for name in ("nearest_frame_indices", "short_side_resize_crop", "ResizeStyle")
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    warnings.warn(
+        f"`torchmetrics_av.preprocessing.{name}` moved to `{module}.{name}`; import it from there",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)

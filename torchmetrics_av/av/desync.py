@@ -10,20 +10,26 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+# FRAME_CHUNK moved to the Synchformer video front end; re-exported for imports of the old name.
+from torchmetrics_av.backbones.synchformer import FRAME_CHUNK as FRAME_CHUNK
 from torchmetrics_av.backbones.synchformer import (
-    SAMPLE_RATE,
     VIDEO_FPS,
     VIDEO_SEGMENT_FRAMES,
     VIDEO_SEGMENT_STEP,
-    VIDEO_SIZE,
     WINDOW_SEGMENTS,
     Synchformer,
-    segment_audio,
+    synchformer_audio_mel,
+    synchformer_frame_indices,
+    synchformer_frames,
 )
 from torchmetrics_av.base import BackboneMetric, Rows
-from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, desync_from_logits, offsets_from_logits
+from torchmetrics_av.functional.desync import (
+    NUM_OFFSET_CLASSES,
+    desync_from_logits,
+    exact_offset_grid,
+    offset_classes,
+)
 from torchmetrics_av.preprocessing import (
-    UINT8_MAX,
     AudioInput,
     VideoInput,
     as_clip_list,
@@ -31,21 +37,14 @@ from torchmetrics_av.preprocessing import (
     check_bool,
     check_frame_rate,
     check_sample_rate,
-    ffmpeg_fps_indices,
     frame_rates,
-    nearest_frame_indices,
-    resample,
+    is_silent,
     sample_rates,
-    short_side_resize_crop,
-    to_mono,
-    to_signed_unit,
 )
 
 # av-benchmark's `--audio_length` / `duration_sec` as used for MMAudio's tables (8 s VGGSound clips); the protocol
 # spec (protocols.AV_BENCHMARK.duration) is what the metric uses.
 AVBENCH_DURATION_S = 8.0
-# Source frames converted and resized per step (bounds the float working set of long high-resolution clips).
-FRAME_CHUNK = 32
 # Shortest clip DeSync can score: 14 segments = 13 hops + one 0.64 s window = 4.8 s.
 MIN_DURATION_S = ((WINDOW_SEGMENTS - 1) * VIDEO_SEGMENT_STEP + VIDEO_SEGMENT_FRAMES) / VIDEO_FPS
 
@@ -102,10 +101,13 @@ class DeSync(BackboneMetric):
     ``sample_rate`` (Hz) and ``video_fps`` (frames/s), one value or one per clip, override the constructor's.
 
     As output of ``compute`` / ``forward``: scalar float64 mean DeSync in seconds. ``per_sample()`` (repeated
-    ``ids`` counted once, sorted by id): ``ids``, ``offset`` (the clip's DeSync, seconds), ``offset_front`` /
-    ``offset_back`` (signed seconds), ``num_segments``; with ``keep_logits=True`` also ``logits_front`` /
-    ``logits_back`` ``(N, 21)``. ``details``: those and the counts of :mod:`torchmetrics_av.base`; ``desync``,
-    ``desync_front``, ``desync_back`` and ``sample_id`` are deprecated.
+    ``ids`` counted once, sorted by id): ``ids``, ``offset`` (the clip's DeSync, seconds, from the references' float32
+    grid: 0.800000011920929, so that the mean reproduces their numbers exactly), ``offset_front`` / ``offset_back``
+    (signed seconds: the exact float64 value of the predicted class, -1.4 rather than -1.399999976), ``num_segments``,
+    ``silent`` (the audio is all zeros); with ``keep_logits=True`` also ``logits_front`` / ``logits_back`` ``(N, 21)``.
+    ``details``: those, ``n_silent`` (silent audio tracks among the scored pairs: they are scored as the references
+    score them, a finite log-mel with an offset class, but that offset says nothing about sync) and the counts of
+    :mod:`torchmetrics_av.base`; ``desync``, ``desync_front``, ``desync_back`` and ``sample_id`` are deprecated.
 
     Args:
         sample_rate: rate of the audio in Hz (one int or one per clip).
@@ -162,6 +164,7 @@ class DeSync(BackboneMetric):
         self.bf16 = check_bool(bf16, "bf16")
         columns = {name: ((), torch.float64) for name in ("offset", "offset_front", "offset_back")}
         columns["num_segments"] = ((), torch.int64)
+        columns["silent"] = ((), torch.bool)
         if keep_logits:
             columns["logits_front"] = columns["logits_back"] = ((NUM_OFFSET_CLASSES,), torch.float32)
         self.add_rows(columns)
@@ -173,57 +176,29 @@ class DeSync(BackboneMetric):
     # preprocessing
 
     def _audio_mel(self, clip: Tensor, rate: int, index: int) -> Tensor:
-        """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its segments."""
-        wave = resample(to_mono(clip.to(self.device)), rate, SAMPLE_RATE, "torchaudio")
-        if self.duration is not None:
-            need = int(SAMPLE_RATE * self.duration)
-            if wave.shape[-1] < need:
-                raise ValueError(
-                    f"`preds[{index}]` lasts {wave.shape[-1] / SAMPLE_RATE:.3f} s; protocol 'av-benchmark' needs "
-                    f"`duration`={self.duration} s of audio (lower `duration` or pass longer clips)"
-                )
-            wave = wave[:need]
-        segments = segment_audio(wave, pad_short=self.spec.desync_pad_short)
-        mel_module = self.backbone.mel.to(self.device)
-        return mel_module(segments, pad=self.spec.desync_mel_pad)
+        """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its segments (the backbone's front end)."""
+        try:
+            return synchformer_audio_mel(
+                clip.to(self.device),
+                rate,
+                self.backbone.mel,
+                pad_short=self.spec.desync_pad_short,
+                pad=self.spec.desync_mel_pad,
+                duration=self.duration,
+            )
+        except ValueError as err:
+            raise ValueError(f"`preds[{index}]` {err} (protocol {self.protocol!r})") from err
 
     def _frame_index(self, video: Tensor, fps: float, index: int) -> Tensor:
-        """Source frame of every 25 fps frame the protocol keeps."""
-        num = video.shape[0]
-        if self.spec.video_frames == "nearest":
-            idx = nearest_frame_indices(num, fps, VIDEO_FPS, min_frames=VIDEO_SEGMENT_FRAMES)
-        else:
-            idx = ffmpeg_fps_indices(num, fps, VIDEO_FPS)
-        if self.duration is None:
-            return idx
-        need = int(VIDEO_FPS * self.duration)
-        if idx.shape[0] < need:
-            raise ValueError(
-                f"`target[{index}]` gives {idx.shape[0]} frames at 25 fps ({num} at {fps:g} fps); protocol "
-                f"'av-benchmark' needs `duration`={self.duration} s = {need} frames (lower `duration` or pass longer "
-                "clips)"
-            )
-        return idx[:need]
+        """Source frame of every 25 fps frame the protocol keeps (Synchformer's frame rule, ``spec.video_frames``)."""
+        try:
+            return synchformer_frame_indices(video.shape[0], fps, self.spec.video_frames, self.duration)
+        except ValueError as err:
+            raise ValueError(f"`target[{index}]` {err} (protocol {self.protocol!r})") from err
 
     def _frames(self, video: Tensor, frame_index: Tensor) -> Tensor:
-        """Selected source frames -> ``(n, 3, 224, 224)`` float32 in about [-1, 1] on the metric's device.
-
-        Frames are converted in chunks (every step is per frame), so a long high-resolution clip never exists as one
-        float tensor at full resolution.
-        """
-        out = []
-        for start in range(0, frame_index.shape[0], FRAME_CHUNK):
-            frames = video[frame_index[start : start + FRAME_CHUNK].to(video.device)]
-            if self.spec.video_resize == "interpolate":
-                frames = frames.to(self.device)
-                frames = frames.float() / UINT8_MAX if frames.dtype == torch.uint8 else frames.float()
-                out.append(to_signed_unit(short_side_resize_crop(frames, VIDEO_SIZE, "interpolate")))
-            else:
-                if frames.dtype != torch.uint8:
-                    frames = (frames.float() * UINT8_MAX).round().to(torch.uint8)
-                resized = short_side_resize_crop(frames.cpu(), VIDEO_SIZE, "torchvision")
-                out.append(to_signed_unit(resized).to(self.device))
-        return torch.cat(out)
+        """Selected source frames -> ``(n, 3, 224, 224)`` float32 in about [-1, 1] on the metric's device."""
+        return synchformer_frames(video, frame_index, self.spec.video_resize, self.device)
 
     def _prepare(self, clip: Tensor, rate: int, video: Tensor, fps: float, index: int) -> _Pair:
         """Validate and preprocess one pair, keeping only what the front and back windows use."""
@@ -284,13 +259,16 @@ class DeSync(BackboneMetric):
         windows_a = torch.stack([x for a in afeats for x in (a[:w], a[-w:])])
         logits = self.backbone.sync_logits(windows_v, windows_a)
         front, back = logits[0::2], logits[1::2]
-        grid = self.backbone.grid
+        # The score from the references' float32 grid (parity to the last digit); the reported signed offsets are
+        # the exact float64 values of the same argmax classes.
+        exact = exact_offset_grid().to(front.device)
         rows: Rows = {
             "ids": sample_id,
-            "offset": desync_from_logits(front, back, grid),
-            "offset_front": offsets_from_logits(front, grid).to(torch.float64),
-            "offset_back": offsets_from_logits(back, grid).to(torch.float64),
+            "offset": desync_from_logits(front, back, self.backbone.grid),
+            "offset_front": exact[offset_classes(front)],
+            "offset_back": exact[offset_classes(back)],
             "num_segments": torch.tensor([p.num_segments for p in pairs], dtype=torch.int64),
+            "silent": torch.tensor([is_silent(c) for c in clips], dtype=torch.bool),
         }
         if self.keep_logits:
             rows["logits_front"], rows["logits_back"] = front.float(), back.float()
@@ -313,6 +291,11 @@ class DeSync(BackboneMetric):
 
     def _reduce(self, rows: Rows) -> Tensor:
         return rows["offset"].mean()
+
+    def _summary(self, rows: Rows) -> dict[str, Any]:
+        # Scored as the references score them (a silent track still gives a finite log-mel and an offset class);
+        # counted because such an offset says nothing about sync.
+        return {"n_silent": int(rows["silent"].sum())}
 
     def _deprecated_details(self, rows: Rows, kept: Tensor) -> dict[str, tuple[Any, str]]:
         return {

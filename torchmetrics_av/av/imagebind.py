@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.imagebind import (
-    AVBENCH_DURATION_SEC,
+    AUDIO_CLIP_SECONDS,
     AVBENCH_IB_FPS,
     ImageBind,
     imagebind_audio_clips,
-    imagebind_avbench_clips,
-    imagebind_fastvideo_clips,
+    imagebind_video_clips,
 )
 from torchmetrics_av.base import BackboneMetric, Rows, require_extra
 from torchmetrics_av.preprocessing import (
@@ -40,6 +40,7 @@ from torchmetrics_av.preprocessing import (
     check_positive_int,
     check_sample_rate,
     frame_rates,
+    is_silent,
     sample_rates,
 )
 from torchmetrics_av.protocols import ProtocolName
@@ -48,6 +49,9 @@ from torchmetrics_av.protocols import ProtocolName
 DEFAULT_CLIP_BATCH_SIZE = 32
 # av-benchmark pairs consecutive fps=0.5 frames: 2 frames (one pair) need int(0.5 * duration) >= 2, i.e. 4 s.
 MIN_AVBENCH_DURATION_S = 2 / AVBENCH_IB_FPS
+# Audio and video whose durations differ by more than one ImageBind clip (2 s) are sampled at visibly different
+# moments (each side spreads its clips over its own whole stream), so the cosine compares different content.
+DURATION_MISMATCH_S = float(AUDIO_CLIP_SECONDS)
 
 
 class ImageBindScore(BackboneMetric):
@@ -95,9 +99,13 @@ class ImageBindScore(BackboneMetric):
           repeat that ``DistributedSampler`` pads a rank with) is counted once.
 
     ``compute()`` / ``forward`` return the mean cosine (float64 scalar, not x100). ``per_sample()``: ``ids`` (int64,
-    -1 where no ids were given) and ``score`` (float64 cosine per pair), in rank order (rank 0 first), sorted by id
-    where ids were given. ``details``: those and the counts of :mod:`torchmetrics_av.base`; ``cosine`` and
-    ``sample_id`` are deprecated.
+    -1 where no ids were given), ``score`` (float64 cosine per pair), ``silent`` (the audio is all zeros) and
+    ``duration_mismatch`` (audio and video durations differ by more than ``DURATION_MISMATCH_S`` = 2 s, one ImageBind
+    clip), in rank order (rank 0 first), sorted by id where ids were given. ``details``: those, ``n_silent`` and
+    ``n_duration_mismatch`` (their counts over the scored pairs) and the counts of :mod:`torchmetrics_av.base`;
+    ``cosine`` and ``sample_id`` are deprecated. Both kinds of pair are scored exactly as the references score them
+    (a silent track still has a finite fbank and an embedding); ``update`` warns ``UserWarning`` naming the
+    durations of a mismatched pair.
 
     Raises:
         ValueError: a bad argument (named in the message).
@@ -141,16 +149,14 @@ class ImageBindScore(BackboneMetric):
         self.duration = self.spec.resolve_duration(
             duration, duration_sec, alias="duration_sec", minimum=MIN_AVBENCH_DURATION_S
         )
-        self.add_rows({"score": ((), torch.float64)})
+        self.add_rows({"score": ((), torch.float64), "silent": ((), torch.bool), "duration_mismatch": ((), torch.bool)})
 
     def _build_backbone(self) -> nn.Module:
         return ImageBind(weights=self.weights)
 
     def _video_clips(self, video: Tensor, fps: float, index: int) -> Tensor:
         try:
-            if self.spec.imagebind_frames == "clips":
-                return imagebind_fastvideo_clips(video, fps)
-            return imagebind_avbench_clips(video, fps, AVBENCH_DURATION_SEC if self.duration is None else self.duration)
+            return imagebind_video_clips(video, fps, self.spec.imagebind_frames, self.duration)
         except ValueError as err:
             raise ValueError(f"`target[{index}]`: {err}") from err
 
@@ -177,14 +183,14 @@ class ImageBindScore(BackboneMetric):
         """
         return self._embed_clips(*self._clips(preds, target, sample_rate, video_fps))
 
-    def _clips(
+    def _inputs(
         self,
         preds: AudioInput,
         target: VideoInput,
         sample_rate: int | Sequence[int] | None,
         video_fps: float | Sequence[float] | None,
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Validate a batch and cut it into the model's audio and video clips (no model call)."""
+    ) -> tuple[list[Tensor], list[int], list[Tensor], list[float]]:
+        """Validate a batch: ``(audio clips, their rates, videos, their frame rates)``."""
         audio = as_clip_list(preds, "preds")
         videos = as_video_list(target, "target")
         if len(audio) != len(videos):
@@ -193,6 +199,21 @@ class ImageBindScore(BackboneMetric):
             )
         rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(audio), "sample_rate")
         fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(videos))
+        return audio, rates, videos, fps
+
+    def _clips(
+        self,
+        preds: AudioInput,
+        target: VideoInput,
+        sample_rate: int | Sequence[int] | None,
+        video_fps: float | Sequence[float] | None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Validate a batch and cut it into the model's audio and video clips (no model call)."""
+        return self._model_clips(*self._inputs(preds, target, sample_rate, video_fps))
+
+    def _model_clips(
+        self, audio: list[Tensor], rates: list[int], videos: list[Tensor], fps: list[float]
+    ) -> tuple[list[Tensor], list[Tensor]]:
         audio_clips = [self._audio_clips(a, r, i) for i, (a, r) in enumerate(zip(audio, rates))]
         video_clips = [self._video_clips(v, f, i) for i, (v, f) in enumerate(zip(videos, fps))]
         return audio_clips, video_clips
@@ -214,12 +235,31 @@ class ImageBindScore(BackboneMetric):
         video_fps: float | Sequence[float] | None = None,
         ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
-        # Through the public `embed` (one validation pass); ids are checked before anything is appended.
-        vision, audio = self.embed(preds, target, sample_rate, video_fps)
-        sample_id = self._ids_tensor(ids, vision.shape[0])
+        # One validation pass; ids are checked before anything is appended.
+        clips, rates, videos, fps = self._inputs(preds, target, sample_rate, video_fps)
+        sample_id = self._ids_tensor(ids, len(clips))
+        vision, audio = self._embed_clips(*self._model_clips(clips, rates, videos, fps))
         # The references take a float32 cosine of the float32 clip means (F.cosine_similarity, eps 1e-8).
         cos = nn.functional.cosine_similarity(vision, audio, dim=-1).to(torch.float64)
-        return {"ids": sample_id, "score": cos}
+        seconds = [(c.shape[-1] / r, v.shape[0] / f) for c, r, v, f in zip(clips, rates, videos, fps)]
+        mismatch = [abs(a - v) > DURATION_MISMATCH_S for a, v in seconds]
+        if any(mismatch):
+            i = mismatch.index(True)
+            warnings.warn(
+                f"ImageBindScore: {sum(mismatch)} of {len(clips)} pairs have audio and video durations more than "
+                f"{DURATION_MISMATCH_S:g} s apart (pair {i}: audio {seconds[i][0]:.2f} s, video {seconds[i][1]:.2f} "
+                "s); ImageBind spreads its clips over each whole stream, so the two sides show different moments. "
+                "The pairs are scored unchanged and counted in details['n_duration_mismatch']; trim both sides to "
+                "the same span",
+                UserWarning,
+                stacklevel=3,
+            )
+        return {
+            "ids": sample_id,
+            "score": cos,
+            "silent": torch.tensor([is_silent(c) for c in clips], dtype=torch.bool),
+            "duration_mismatch": torch.tensor(mismatch, dtype=torch.bool),
+        }
 
     def update(
         self,
@@ -234,6 +274,9 @@ class ImageBindScore(BackboneMetric):
 
     def _reduce(self, rows: Rows) -> Tensor:
         return rows["score"].mean()
+
+    def _summary(self, rows: Rows) -> dict[str, Any]:
+        return {"n_silent": int(rows["silent"].sum()), "n_duration_mismatch": int(rows["duration_mismatch"].sum())}
 
     def _deprecated_details(self, rows: Rows, kept: Tensor) -> dict[str, tuple[Any, str]]:
         return {"cosine": (rows["score"], "per_sample()['score']")}

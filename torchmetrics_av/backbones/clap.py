@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchmetrics_av.preprocessing import protocol_waveform
+from torchmetrics_av.preprocessing import as_text_list, protocol_waveform
 from torchmetrics_av.protocols import LAION_TEXT_LAYER_NORM_EPS as LAION_TEXT_LAYER_NORM_EPS
 from torchmetrics_av.protocols import LAION_TEXT_MAX_LENGTH as LAION_TEXT_MAX_LENGTH
 from torchmetrics_av.protocols import ProtocolSpec, get_protocol
@@ -648,8 +648,11 @@ class CLAP(nn.Module):
             ``(input_ids (N, L) int64, attention_mask (N, L) int64)`` on CPU.
 
         Raises:
-            ValueError: under "fastvideo", a prompt longer than :attr:`max_text_tokens` tokens.
+            ValueError: ``texts`` is not a list of strings (a bare ``str`` included; see
+                :func:`~torchmetrics_av.preprocessing.as_text_list`), or under "fastvideo", a prompt longer than
+                :attr:`max_text_tokens` tokens.
         """
+        texts = as_text_list(texts, name)  # a bare str would otherwise be tokenised as a list of characters
         tok = _unwrap_tokenizer(tokenizer) if tokenizer is not None else self.tokenizer
         if self.spec.clap_text_max_length is not None:
             enc = tok(

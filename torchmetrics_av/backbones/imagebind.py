@@ -20,6 +20,7 @@ reproduces on purpose):
   crops, bilinear short-side scaling without antialias, CLIP mean/std), as FastVideo runs it.
 * :func:`imagebind_avbench_clips`: av-benchmark's ``VideoDataset`` + ``encode_video_with_imagebind`` (frames of the
   ffmpeg ``fps=0.5`` filter over ``duration_sec``, uint8 bicubic-antialias resize, 3 crops, consecutive frame pairs).
+* :func:`imagebind_video_clips`: one of the two, chosen by the protocol spec's ``imagebind_frames``.
 
 Example:
     >>> import torch
@@ -38,7 +39,7 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -818,3 +819,23 @@ def imagebind_avbench_clips(frames: Tensor, fps: float, duration_sec: float = AV
     crops = _crops(x)  # 3 x (K, C, 224, 224)
     pairs = [crop[i : i + 2].transpose(0, 1) for i in range(x.shape[0] - 1) for crop in crops]  # (C, 2, 224, 224)
     return torch.stack(pairs).contiguous()
+
+
+def imagebind_video_clips(
+    frames: Tensor, fps: float, rule: Literal["clips", "ffmpeg"], duration_sec: float | None = None
+) -> Tensor:
+    """ImageBind's video clips of one video under a protocol's frame rule (``spec.imagebind_frames``).
+
+    ``"clips"``: the stock loader as FastVideo runs it (:func:`imagebind_fastvideo_clips`, whole video);
+    ``"ffmpeg"``: av-benchmark's (:func:`imagebind_avbench_clips` over ``duration_sec``, default 8 s).
+
+    Example:
+        >>> import torch
+        >>> imagebind_video_clips(torch.zeros(24, 3, 32, 32, dtype=torch.uint8), 8.0, "clips").shape
+        torch.Size([15, 3, 2, 224, 224])
+    """
+    if rule == "clips":
+        return imagebind_fastvideo_clips(frames, fps)
+    if rule == "ffmpeg":
+        return imagebind_avbench_clips(frames, fps, AVBENCH_DURATION_SEC if duration_sec is None else duration_sec)
+    raise ValueError(f"`rule` must be 'clips' or 'ffmpeg', got {rule!r}")

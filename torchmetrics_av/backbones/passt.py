@@ -2,8 +2,9 @@
 
 The network is hear21passt's own ``PaSST`` class (the code FastVideo and av-benchmark run), so the official checkpoint
 ``passt-s-f128-p16-s10-ap.476-swa.pt`` (Apache-2.0, 86,153,758 parameters, 159 tensors) loads strictly into
-``.model``. The mel front end is :class:`torchmetrics_av.preprocessing.PaSSTMelSpectrogram` (same numbers as
-hear21passt's ``AugmentMelSTFT`` in eval mode, without its global-RNG draws).
+``.model``. The mel front end, :class:`PaSSTMelSpectrogram`, lives here with the model (same numbers as hear21passt's
+``AugmentMelSTFT`` in eval mode, without its global-RNG draws; its old import path
+``torchmetrics_av.preprocessing.PaSSTMelSpectrogram`` still works and warns ``DeprecationWarning``).
 
 Example:
     >>> import torch
@@ -24,18 +25,92 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.preprocessing import (
-    PASST_HOP,
-    PASST_SAMPLE_RATE,
-    PaSSTMelSpectrogram,
-    pad_or_trim,
-    protocol_waveform,
-    sliding_windows,
-)
+from torchmetrics_av.preprocessing import pad_or_trim, protocol_waveform, sliding_windows
 from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
 PASST_CHECKPOINT = checkpoint("passt_s_swa_p16_128_ap476")
+
+# ---------------------------------------------------------------------------------------------------------------------
+# PaSST's own front end (hear21passt AugmentMelSTFT in eval mode, see ../shared/golden/passt/README.md §2).
+
+PASST_SAMPLE_RATE = 32000
+PASST_N_MELS = 128
+PASST_N_FFT = 1024
+PASST_WIN_LENGTH = 800
+PASST_HOP = 320
+# AugmentMelSTFT(fmax=None): fmax = sr/2 - fmax_aug_range/2 = 16000 - 1000; fmin = 0.
+PASST_FMIN = 0.0
+PASST_FMAX = 15000.0
+PASST_PREEMPHASIS = 0.97
+# log(mel + 1e-5), then (x + 4.5) / 5: hear21passt's "fast normalization".
+PASST_LOG_OFFSET = 1e-5
+PASST_NORM_SHIFT = 4.5
+PASST_NORM_SCALE = 5.0
+
+
+class PaSSTMelSpectrogram(nn.Module):
+    """PaSST's log-mel front end (``AugmentMelSTFT`` in eval mode), without its global-RNG side effect.
+
+    hear21passt draws two ``torch.randint`` values per forward even in eval mode (unused there), which would perturb a
+    user's random stream; it also rebuilds the Kaldi mel bank on every call. This module builds the bank once and
+    computes the same numbers: pre-emphasis ``y[n] = x[n+1] - 0.97 x[n]`` (L-1 samples), ``|STFT|^2`` with
+    n_fft 1024 / hop 320 / Hann(800, periodic=False) / centred reflect padding, 128 Kaldi mel bands 0-15000 Hz, then
+    ``(log(mel + 1e-5) + 4.5) / 5``.
+
+    Input ``(B, T)`` at 32 kHz; output ``(B, 128, 1 + (T-1)//320)``.
+
+    Example:
+        >>> import torch
+        >>> PaSSTMelSpectrogram()(torch.zeros(1, 320000)).shape
+        torch.Size([1, 128, 1000])
+    """
+
+    window: Tensor
+    mel_basis: Tensor
+    preemphasis: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchaudio.compliance.kaldi import get_mel_banks
+
+        self.register_buffer("window", torch.hann_window(PASST_WIN_LENGTH, periodic=False), persistent=False)
+        self.register_buffer("preemphasis", torch.tensor([[[-PASST_PREEMPHASIS, 1.0]]]), persistent=False)
+        bank, _ = get_mel_banks(
+            PASST_N_MELS,
+            PASST_N_FFT,
+            float(PASST_SAMPLE_RATE),
+            PASST_FMIN,
+            PASST_FMAX,
+            vtln_low=100.0,
+            vtln_high=-500.0,
+            vtln_warp_factor=1.0,
+        )
+        # Kaldi's bank covers n_fft/2 bins; hear21passt right-pads one zero column for the Nyquist bin.
+        self.register_buffer("mel_basis", torch.nn.functional.pad(bank, (0, 1)), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, T)`` float32 32 kHz audio -> ``(B, 128, frames)`` normalised log-mel."""
+        x = torch.nn.functional.conv1d(x.unsqueeze(1), self.preemphasis).squeeze(1)
+        spec = torch.stft(
+            x,
+            PASST_N_FFT,
+            hop_length=PASST_HOP,
+            win_length=PASST_WIN_LENGTH,
+            window=self.window,
+            center=True,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
+        power = torch.view_as_real(spec).pow(2).sum(dim=-1)
+        mel = torch.matmul(self.mel_basis, power.float())
+        return ((mel + PASST_LOG_OFFSET).log() + PASST_NORM_SHIFT) / PASST_NORM_SCALE
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The backbone.
+
 # hear21passt.get_model defaults: 128 mel bins x 998 frames, patch 16, stride 10x10 -> a 12 x 99 patch grid.
 PASST_INPUT_SIZE = (128, 998)
 PASST_PATCH = 16

@@ -15,8 +15,11 @@ A clean-room PyTorch module graph whose ``state_dict`` is key-for-key and shape-
   ``[OFF, 14 x 8 video tokens, MOD, 14 x 6 audio tokens]`` with a learned 198-token position embedding; the OFF token
   feeds a 21-way head over the offset grid -2.0, -1.8, ..., +2.0 s.
 
-This is why the model scores exactly 14 segments (4.8 s) at a time. Preprocessing specific to the model (segmenting,
-the log-mel front end) is here too: :func:`segment_video`, :func:`segment_audio`, :class:`SynchformerMel`.
+This is why the model scores exactly 14 segments (4.8 s) at a time. The model's own front end is here too: the 25 fps
+frame choice (:func:`synchformer_frame_indices`: FastVideo's nearest index, :func:`nearest_frame_indices`, or ffmpeg's
+``fps=25:round=near``), the short-side resize and crop (:func:`short_side_resize_crop`, :func:`synchformer_frames`),
+segmenting (:func:`segment_video`, :func:`segment_audio`) and the log-mel (:class:`SynchformerMel`,
+:func:`synchformer_audio_mel`).
 
 Weights: MIT licence (v-iashin/Synchformer; MMAudio redistributes the state_dict). Facts from the reference code
 (FastVideo's vendored copy and hkchengrex/av-benchmark ``av_bench/synchformer``); no code was copied.
@@ -44,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, offset_grid
+from torchmetrics_av.preprocessing import UINT8_MAX, ffmpeg_fps_indices, resample, to_mono, to_signed_unit
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
 # The publisher gives an MD5 (MMAudio download_utils.py), checked on download and load (weights.CHECKPOINTS).
@@ -93,6 +97,14 @@ SYNC_LN_EPS = 1e-5
 DEFAULT_SEGMENT_BATCH = 16
 
 MelPad = Literal["min", "zero"]
+# The ProtocolSpec fields that choose the video front end (protocols.py: video_frames, video_resize).
+FrameRule = Literal["nearest", "ffmpeg"]
+ResizeStyle = Literal["interpolate", "torchvision"]
+# Source frames converted and resized per step: bounds the float working set of long high-resolution clips (every step
+# is per frame, so chunking does not change any value).
+FRAME_CHUNK = 32
+# FastVideo treats rates closer than this as equal (no resampling).
+_SAME_FPS_TOL = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -435,6 +447,151 @@ class SynchformerNetwork(nn.Module):
 # Model-specific preprocessing.
 
 
+def nearest_frame_indices(num_frames: int, src_fps: float, target_fps: float, min_frames: int = 1) -> Tensor:
+    """Source frame feeding each output frame of FastVideo's nearest-index frame-rate conversion.
+
+    ``T' = max(min_frames, round(T / src_fps * target_fps))`` (Python round), ``idx = floor(arange(T') * src_fps /
+    target_fps)`` in float64, clipped to ``T - 1``; the identity when the rates agree within 1e-6. At 24 -> 25 fps the
+    first duplicated frame is frame 0.
+
+    Example:
+        >>> nearest_frame_indices(6, 24.0, 25.0).tolist()
+        [0, 0, 1, 2, 3, 4]
+    """
+    if abs(src_fps - target_fps) < _SAME_FPS_TOL:
+        return torch.arange(num_frames)
+    n_out = max(min_frames, int(round(num_frames / src_fps * target_fps)))
+    idx = (torch.arange(n_out, dtype=torch.float64) * (src_fps / target_fps)).to(torch.int64)
+    return idx.clamp(0, num_frames - 1)
+
+
+def synchformer_frame_indices(num_frames: int, fps: float, rule: FrameRule, duration: float | None = None) -> Tensor:
+    """Source frame of every 25 fps frame Synchformer sees, under a protocol's frame rule.
+
+    Args:
+        num_frames: frames of the source video.
+        fps: its frame rate (frames/s).
+        rule: ``spec.video_frames``: ``"nearest"`` (FastVideo, :func:`nearest_frame_indices`, at least 16 frames) or
+            ``"ffmpeg"`` (av-benchmark's decoders, ``fps=25:round=near``,
+            :func:`~torchmetrics_av.preprocessing.ffmpeg_fps_indices`).
+        duration: keep the first ``int(25 * duration)`` frames (av-benchmark's ``duration_sec``); ``None`` keeps all.
+
+    Returns:
+        ``(T',)`` int64 source indices.
+
+    Raises:
+        ValueError: an unknown rule, or fewer 25 fps frames than ``duration`` needs.
+
+    Example:
+        >>> synchformer_frame_indices(48, 24.0, "ffmpeg", duration=1.0).tolist()[10:14]
+        [10, 11, 11, 12]
+    """
+    if rule == "nearest":
+        idx = nearest_frame_indices(num_frames, fps, VIDEO_FPS, min_frames=VIDEO_SEGMENT_FRAMES)
+    elif rule == "ffmpeg":
+        idx = ffmpeg_fps_indices(num_frames, fps, VIDEO_FPS)
+    else:
+        raise ValueError(f"`rule` must be 'nearest' or 'ffmpeg', got {rule!r}")
+    if duration is None:
+        return idx
+    need = int(VIDEO_FPS * duration)
+    if idx.shape[0] < need:
+        raise ValueError(
+            f"gives {idx.shape[0]} frames at 25 fps ({num_frames} at {fps:g} fps); `duration`={duration} s needs "
+            f"{need} frames (lower `duration` or pass longer clips)"
+        )
+    return idx[:need]
+
+
+def short_side_resize_crop(frames: Tensor, size: int = VIDEO_SIZE, style: ResizeStyle = "interpolate") -> Tensor:
+    """Resize the short side to ``size`` with antialiased bicubic interpolation, then centre-crop ``size x size``.
+
+    Args:
+        frames: ``(F, C, H, W)``; float for ``"interpolate"``, uint8 for ``"torchvision"``.
+        size: output side in pixels.
+        style: ``"interpolate"`` (FastVideo): ``F.interpolate(bicubic, antialias)`` on float frames, on their device,
+            output ``(round(H*s), round(W*s))`` with ``s = size / min(H, W)``, crop offset ``(H' - size) // 2``, no
+            clamp (bicubic overshoot is kept). ``"torchvision"`` (av-benchmark, ``v2.Resize(size, BICUBIC)`` +
+            ``CenterCrop``): torch's native uint8 CPU kernel (the frames are moved to CPU, because the CUDA path
+            rounds floats and differs), long side ``int(size * long / short)``, crop offset
+            ``int(round((H' - size) / 2))``; output uint8.
+
+    Returns:
+        ``(F, C, size, size)``, same dtype as the input, on the input's device.
+
+    Example:
+        >>> import torch
+        >>> short_side_resize_crop(torch.zeros(2, 3, 64, 96), 32).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    h, w = frames.shape[-2:]
+    device = frames.device
+    if style == "interpolate":
+        if not frames.is_floating_point():
+            raise ValueError(f"style 'interpolate' resizes float frames, got dtype {frames.dtype}")
+        scale = size / min(h, w)
+        out_h, out_w = int(round(h * scale)), int(round(w * scale))
+        top, left = (out_h - size) // 2, (out_w - size) // 2
+    elif style == "torchvision":
+        if frames.dtype != torch.uint8:
+            raise ValueError(f"style 'torchvision' resizes uint8 frames, got dtype {frames.dtype}")
+        short, long = min(h, w), max(h, w)
+        new_long = int(size * long / short)
+        out_h, out_w = (size, new_long) if h <= w else (new_long, size)
+        top, left = int(round((out_h - size) / 2.0)), int(round((out_w - size) / 2.0))
+        frames = frames.cpu()
+    else:
+        raise ValueError(f"`style` must be 'interpolate' or 'torchvision', got {style!r}")
+    out = []
+    for start in range(0, frames.shape[0], FRAME_CHUNK):
+        chunk = frames[start : start + FRAME_CHUNK]
+        if style == "interpolate" or (out_h, out_w) != (h, w):  # torchvision returns same-size images untouched
+            chunk = F.interpolate(chunk, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True)
+        out.append(chunk[..., top : top + size, left : left + size])
+    return torch.cat(out).to(device)
+
+
+def synchformer_frames(
+    video: Tensor, frame_index: Tensor, style: ResizeStyle, device: torch.device | str | None = None
+) -> Tensor:
+    """Selected source frames -> ``(n, 3, 224, 224)`` float32 in about [-1, 1], Synchformer's video input.
+
+    ``"interpolate"`` (FastVideo): uint8 frames are divided by 255, float frames used as they are, then
+    :func:`short_side_resize_crop` on ``device``. ``"torchvision"`` (av-benchmark): float frames are first quantised to
+    uint8 (``round(x * 255)``, as its rgb24 decoder would deliver them) and resized by torch's uint8 CPU kernel. Both
+    end with ``(x - 0.5) / 0.5`` (:func:`~torchmetrics_av.preprocessing.to_signed_unit`). Frames are converted
+    ``FRAME_CHUNK`` at a time, so a long high-resolution clip never exists as one float tensor at full resolution.
+
+    Args:
+        video: ``(F, 3, H, W)`` uint8 in [0, 255] or float in [0, 1].
+        frame_index: ``(n,)`` source frames to convert (see :func:`synchformer_frame_indices`).
+        style: ``spec.video_resize``.
+        device: where the output goes (default: ``video``'s device).
+
+    Example:
+        >>> import torch
+        >>> video = torch.zeros(4, 3, 36, 64, dtype=torch.uint8)
+        >>> synchformer_frames(video, torch.tensor([0, 0, 3]), "torchvision").shape
+        torch.Size([3, 3, 224, 224])
+    """
+    device = video.device if device is None else torch.device(device)
+    out = []
+    for start in range(0, frame_index.shape[0], FRAME_CHUNK):
+        frames = video[frame_index[start : start + FRAME_CHUNK].to(video.device)]
+        if style == "interpolate":
+            frames = frames.to(device)
+            frames = frames.float() / UINT8_MAX if frames.dtype == torch.uint8 else frames.float()
+            out.append(to_signed_unit(short_side_resize_crop(frames, VIDEO_SIZE, "interpolate")))
+        elif style == "torchvision":
+            if frames.dtype != torch.uint8:
+                frames = (frames.float() * UINT8_MAX).round().to(torch.uint8)
+            resized = short_side_resize_crop(frames.cpu(), VIDEO_SIZE, "torchvision")
+            out.append(to_signed_unit(resized).to(device))
+        else:
+            raise ValueError(f"`style` must be 'interpolate' or 'torchvision', got {style!r}")
+    return torch.cat(out)
+
+
 def segment_video(frames: Tensor) -> Tensor:
     """Overlapping 16-frame segments every 8 frames: ``(T, C, H, W)`` -> ``(S, 16, C, H, W)`` view.
 
@@ -469,6 +626,49 @@ def segment_audio(wave: Tensor, pad_short: bool = True) -> Tensor:
             raise ValueError(f"audio has {wave.shape[-1]} samples at 16 kHz; a segment needs {AUDIO_SEGMENT_SAMPLES}")
         wave = F.pad(wave, (0, AUDIO_SEGMENT_SAMPLES - wave.shape[-1]))
     return wave.unfold(-1, AUDIO_SEGMENT_SAMPLES, AUDIO_SEGMENT_STEP)
+
+
+def synchformer_audio_mel(
+    clip: Tensor,
+    sample_rate: int,
+    mel: nn.Module,
+    *,
+    pad_short: bool,
+    pad: MelPad,
+    duration: float | None = None,
+) -> Tensor:
+    """One ``(C, T)`` clip -> ``(S, 128, 66)`` normalised log-mel of all its Synchformer segments.
+
+    Channel mean, ``torchaudio.transforms.Resample`` to 16 kHz (both references) on ``clip``'s device, the first
+    ``int(16000 * duration)`` samples when ``duration`` is given (av-benchmark), :func:`segment_audio` and the
+    log-mel front end ``mel`` (a :class:`SynchformerMel`, once per clip: FastVideo's 66th frame is the clip's minimum).
+
+    Args:
+        clip: ``(C, T)`` float32 audio at ``sample_rate``.
+        sample_rate: Hz.
+        mel: the backbone's :class:`SynchformerMel` (moved to ``clip``'s device).
+        pad_short: ``spec.desync_pad_short``.
+        pad: ``spec.desync_mel_pad``.
+        duration: seconds to keep, or ``None`` for the whole clip.
+
+    Raises:
+        ValueError: the clip is shorter than ``duration`` (or than one segment without ``pad_short``).
+
+    Example:
+        >>> import torch
+        >>> synchformer_audio_mel(torch.zeros(2, 80000), 16000, SynchformerMel(), pad_short=True, pad="min").shape
+        torch.Size([14, 128, 66])
+    """
+    wave = resample(to_mono(clip), sample_rate, SAMPLE_RATE, "torchaudio")
+    if duration is not None:
+        need = int(SAMPLE_RATE * duration)
+        if wave.shape[-1] < need:
+            raise ValueError(
+                f"lasts {wave.shape[-1] / SAMPLE_RATE:.3f} s; `duration`={duration} s of audio is needed (lower "
+                "`duration` or pass longer clips)"
+            )
+        wave = wave[:need]
+    return mel.to(wave.device)(segment_audio(wave, pad_short=pad_short), pad=pad)
 
 
 class SynchformerMel(nn.Module):

@@ -29,6 +29,8 @@ _EXPORTS = {
     "score_transcript": "torchmetrics_av.functional.wer",
     "resolve_char_level": "torchmetrics_av.functional.wer",
     "offset_grid": "torchmetrics_av.functional.desync",
+    "exact_offset_grid": "torchmetrics_av.functional.desync",
+    "offset_classes": "torchmetrics_av.functional.desync",
     "offsets_from_logits": "torchmetrics_av.functional.desync",
     "desync_from_logits": "torchmetrics_av.functional.desync",
 }

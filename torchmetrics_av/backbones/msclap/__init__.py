@@ -47,7 +47,7 @@ from torchmetrics_av.backbones.msclap.audio import (
 )
 from torchmetrics_av.backbones.msclap.model import MSCLAPConfig, MSCLAPModel, pooled_positions
 from torchmetrics_av.backbones.msclap.tokenizer import GPT2_BPE, PAD_ID, TEXT_LEN, MSCLAPTokenizer
-from torchmetrics_av.preprocessing import AudioInput, as_clip_list, sample_rates
+from torchmetrics_av.preprocessing import AudioInput, as_clip_list, as_text_list, sample_rates
 from torchmetrics_av.weights import checkpoint, file_digest, resolve_checkpoint
 
 __all__ = [
@@ -340,8 +340,7 @@ def msclap_scores(
             list of strings of the same length, or a caption longer than 1024 tokens.
     """
     clips = as_clip_list(audio, "preds")
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise ValueError(f"`texts` must be a list of strings, got {type(texts).__name__}")
+    texts = as_text_list(texts, "texts")
     if len(texts) != len(clips):
         raise ValueError(f"`texts` has {len(texts)} captions for {len(clips)} clips; give one caption per clip")
     text_emb = backbone.embed_text(texts)

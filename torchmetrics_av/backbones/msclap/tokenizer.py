@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchmetrics_av.preprocessing import as_text_list
 from torchmetrics_av.weights import WeightsNotFoundError, checkpoint, resolve_checkpoint
 from torchmetrics_av.weights import cache_dir as cache_folder
 
@@ -183,12 +184,11 @@ class MSCLAPTokenizer:
             ValueError: ``captions`` is a string or empty, holds a non-string, or a caption exceeds
                 ``max_positions`` tokens.
         """
-        if isinstance(captions, str) or not isinstance(captions, Sequence) or len(captions) == 0:
-            raise ValueError(f"`{name}` must be a non-empty list of strings, got {type(captions).__name__}")
+        captions = as_text_list(captions, name)
+        if not captions:
+            raise ValueError(f"`{name}` is an empty list; pass at least one caption")
         rows = []
         for i, caption in enumerate(captions):
-            if not isinstance(caption, str):
-                raise ValueError(f"`{name}[{i}]` must be a string, got {type(caption).__name__}")
             ids = self.caption_ids(caption)
             if len(ids) > self.max_positions:
                 raise ValueError(
