@@ -125,14 +125,21 @@ def measure_batch(case: BackboneCase, net: torch.nn.Module, batch: int, opts: Op
     update = case.metric(net, batch, "fp32")
     if hasattr(update, "to"):
         update.to(opts.device)
+    _clear_caches([net])  # the previous batch size's clips may be memoised
     with ForwardSpy(net, case.forwards) as spy:  # also the warm-up: kernels, mel banks, resampler caches
         update(**inputs)
     calls = spy.calls
     if not calls:
         raise RuntimeError(f"{case.name}: update() called none of {case.forwards}; the case's `forwards` are stale")
     check = compare_outputs([c.output for c in calls], replay(net, calls, device=opts.device))
+
+    def fresh_update() -> None:
+        # The clip memo (PaSST, PANNs) would otherwise answer the timed update() from the warm-up's outputs.
+        _clear_caches([net])
+        update(**inputs)
+
     times = interleaved_times(
-        {"update": lambda: update(**inputs), "forward": lambda: replay(net, calls, device=opts.device)},
+        {"update": fresh_update, "forward": lambda: replay(net, calls, device=opts.device)},
         opts.repeats,
         opts.device,
     )
