@@ -563,6 +563,51 @@ def _panns_like_run(kind: str) -> Callable[[nn.Module, torch.device, str], Golde
     return run
 
 
+PANNS_KL_ATOL = 1e-6  # golden README §8: KL-PANNS-softmax mean, against av-benchmark's float32 compute_kl
+PANNS_ISC_ATOL = 1e-9  # golden README §8: ISC-PANNS mean and std
+
+
+def _panns_metric_run(kind: str) -> Callable[[nn.Module, torch.device, str], GoldenResult]:
+    """KL-PANNS (``kind="kl"``, the golden's pairs) or ISC-PANNS (``"isc"``, every generated clip) through the
+    metric classes, as ``tests/test_panns_metrics.py`` feeds them."""
+
+    def run(net: nn.Module, device: torch.device, precision: str) -> GoldenResult:
+        from torchmetrics_av import InceptionScore, KLDivergence
+
+        clips, rates, names, g = _panns_clips()
+        av = g["avbench"]
+        by_name = dict(zip(names, zip(clips, rates)))
+        cls = KLDivergence if kind == "kl" else InceptionScore
+        metric = cls(protocol="av-benchmark", backbone=net, **precision_kwargs(cls, precision)).to(device)
+        with ForwardSpy(net, ["forward"]) as spy, update_context(cls, precision, device):
+            if kind == "kl":
+                pred = [by_name[f"pred/{s}"] for s in av["kl_pairs_order"]]
+                gt = [by_name[f"gt/{s}"] for s in av["kl_pairs_order"]]
+                metric.update(
+                    [c for c, _ in pred],
+                    [c for c, _ in gt],
+                    sample_rate=[r for _, r in pred],
+                    target_sample_rate=[r for _, r in gt],
+                )
+            else:
+                pred = [by_name[f"pred/{s}"] for s in av["row_order"]["pred"]]
+                metric.update([c for c, _ in pred], sample_rate=[r for _, r in pred], ids=list(range(len(pred))))
+        if kind == "kl":
+            value = [float(metric.compute())]
+            reference, atol = [av["metrics"]["KL-PANNS-softmax"]], PANNS_KL_ATOL
+        else:
+            value = [float(metric.compute()), float(metric.details["inception_score_std"])]
+            reference, atol = [av["metrics"]["ISC-PANNS-mean"], av["metrics"]["ISC-PANNS-std"]], PANNS_ISC_ATOL
+        return GoldenResult(
+            value=torch.tensor(value, dtype=torch.float64),
+            embeddings=_flat([c.output for c in spy.calls]),
+            reference_value=torch.tensor(reference, dtype=torch.float64),
+            value_atol=atol,
+        )
+
+    return run
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # WER with Whisper base (fill-v1; golden README: the auto-detected transcripts exactly, hence the WER)
 
@@ -620,6 +665,8 @@ GOLDEN_CASES: dict[str, GoldenCase] = {
         GoldenCase("desync-av-benchmark", "synchformer", _desync_build, _desync_run("av-benchmark"), 90),
         GoldenCase("imagebind-av-benchmark", "imagebind", _imagebind_build, _imagebind_run, 120),
         GoldenCase("fd_panns", "panns", _panns_like_build("PANNs"), _panns_like_run("PANNs"), 30),
+        GoldenCase("kl_panns", "panns", _panns_like_build("PANNs"), _panns_metric_run("kl"), 30),
+        GoldenCase("isc_panns", "panns", _panns_like_build("PANNs"), _panns_metric_run("isc"), 30),
         GoldenCase("fd_vggish", "vggish", _panns_like_build("VGGish"), _panns_like_run("VGGish"), 30),
         GoldenCase("wer-whisper", "wer", _wer_build, _wer_run, 60),
     ]

@@ -31,6 +31,7 @@ The JSON schema is documented in ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import gc
@@ -40,6 +41,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,8 +70,9 @@ from benchmarks.cases import (  # noqa: E402
 SCHEMA = "torchmetrics-av/run_all/1"
 # Batch sizes of the update() vs forward section (issue 12 item 1).
 BATCHES = (1, 8, 32)
-# Timed repeats per variant: best of 2 keeps --quick under 10 min on 2 cores; 5 for a quiet full run.
-REPEATS = {"quick": 2, "full": 5}
+# Timed repeats per variant: one (after the recording run, which is the warm-up) keeps --quick under 10 min on 2
+# shared cores (measured: 2 repeats took 15 min at load 5-7); 5 for a quiet full run.
+REPEATS = {"quick": 1, "full": 5}
 # FD compute sizes (issue 12 item 1): VGGish's 128, PaSST's 768, PANNs' 2048-d embeddings; moments of 5000 / 4000
 # rows (full rank at every D), as bench_fd_compute's full-rank case.
 FD_DIMS = (128, 768, 2048)
@@ -104,6 +107,11 @@ def section(name: str) -> Callable[[Callable[[Options], dict[str, Any]]], Callab
     return register
 
 
+def _log(message: str) -> None:
+    """Progress on stderr (flushed: a long run shows where its time goes)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -117,14 +125,21 @@ def measure_batch(case: BackboneCase, net: torch.nn.Module, batch: int, opts: Op
     update = case.metric(net, batch, "fp32")
     if hasattr(update, "to"):
         update.to(opts.device)
+    _clear_caches([net])  # the previous batch size's clips may be memoised
     with ForwardSpy(net, case.forwards) as spy:  # also the warm-up: kernels, mel banks, resampler caches
         update(**inputs)
     calls = spy.calls
     if not calls:
         raise RuntimeError(f"{case.name}: update() called none of {case.forwards}; the case's `forwards` are stale")
     check = compare_outputs([c.output for c in calls], replay(net, calls, device=opts.device))
+
+    def fresh_update() -> None:
+        # The clip memo (PaSST, PANNs) would otherwise answer the timed update() from the warm-up's outputs.
+        _clear_caches([net])
+        update(**inputs)
+
     times = interleaved_times(
-        {"update": lambda: update(**inputs), "forward": lambda: replay(net, calls, device=opts.device)},
+        {"update": fresh_update, "forward": lambda: replay(net, calls, device=opts.device)},
         opts.repeats,
         opts.device,
     )
@@ -159,10 +174,12 @@ def backbones_section(opts: Options) -> dict[str, Any]:
     """Per backbone: ``update()`` vs bare forward on the same preprocessed batch (see the module docstring)."""
     result: dict[str, Any] = {}
     for name in opts.backbones:
+        t0 = time.perf_counter()
         try:
             result[name] = backbone_overhead(name, opts)
         except Exception as err:  # one broken backbone must not hide the others' numbers
             result[name] = {"error": _error_text(err)}
+        _log(f"  backbones.{name}: {time.perf_counter() - t0:.0f} s")
     return result
 
 
@@ -206,7 +223,6 @@ def cli_section(opts: Options) -> dict[str, Any]:
     the pipeline time counts from the moment its backbones are built (model construction excluded).
     """
     import tempfile
-    import time
 
     from torchmetrics_av import cli
     from torchmetrics_av.cli import backbones as cli_backbones
@@ -264,52 +280,24 @@ def cli_section(opts: Options) -> dict[str, Any]:
 
 
 # Suite section: pairs per update and their length (av-benchmark's 8 s), under av-benchmark's protocol.
-SUITE_PAIRS = {"quick": 4, "full": 16}
+SUITE_PAIRS = {"quick": 2, "full": 16}
+# Timed suite runs per variant in a quick run: one update of every video model costs ~10 s on 2 loaded CPU cores; the
+# counting run before it is the warm-up.
+SUITE_QUICK_REPEATS = 1
 SUITE_SECONDS = 8.0
 
 
-def _suite_metrics(nets: dict[str, torch.nn.Module]) -> dict[str, Any]:
-    """The av-benchmark metrics on ``nets`` (one backbone per key): ``av_benchmark_suite`` where the package has it,
-    else the same metrics assembled by hand (FD and KL on one PaSST, CLAP, ImageBind, DeSync)."""
-    try:
-        from torchmetrics_av import av_benchmark_suite  # type: ignore[attr-defined]
-    except ImportError:
-        av_benchmark_suite = None
-    if av_benchmark_suite is not None:
-        return dict(av_benchmark_suite(backbones=nets, sample_rate=AUDIO_RATE).items())
-    from torchmetrics_av import CLAPScore, DeSync, FrechetAudioDistance, ImageBindScore, PaSSTKLDivergence
-
-    kw = {"sample_rate": AUDIO_RATE, "protocol": "av-benchmark"}
-    return {
-        "FD-PASST": FrechetAudioDistance(backbone=nets["passt"], **kw),
-        "KL-PASST-softmax": PaSSTKLDivergence(backbone=nets["passt"], **kw),
-        "LAION-CLAP-Score": CLAPScore(backbone=nets["clap"], **kw),
-        "IB-Score": ImageBindScore(video_fps=VIDEO_FPS, backbone=nets["imagebind"], **kw),
-        "DeSync": DeSync(video_fps=VIDEO_FPS, backbone=nets["synchformer"], **kw),
-    }
-
-
-def _suite_update(metrics: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """Every metric on one batch, each with the arguments it takes (what the suite's update routes)."""
-    for metric in metrics.values():
-        metric.reset()
-        name = type(metric).__name__
-        if name == "FrechetAudioDistance":
-            metric.update(preds=inputs["preds"], target=inputs["target"])
-        elif name in ("PaSSTKLDivergence", "KLDivergence"):
-            metric.update(inputs["preds"], inputs["target"])
-        elif name == "CLAPScore":
-            metric.update(inputs["preds"], inputs["text"])
-        elif name in ("ImageBindScore", "DeSync"):
-            metric.update(inputs["preds"], inputs["video"])
-        else:
-            metric.update(preds=inputs["preds"])
+# The suite's backbones (torchmetrics_av.suites.SUITE_BACKBONES), CLAP built for av-benchmark.
+SUITE_KINDS = ("passt", "panns", "vggish", "clap", "msclap", "imagebind", "synchformer")
 
 
 @section("suite")
 def suite_section(opts: Options) -> dict[str, Any]:
-    """The av-benchmark metrics sharing one backbone per model vs the same metrics each with its own backbone:
-    backbone forwards (calls and clips) and time, on the same batch."""
+    """``av_benchmark_suite`` (one backbone per model, one forward per clip) vs its member metrics each on backbones
+    of its own: backbone forwards (calls and clips) and time, on the same batch."""
+    from torchmetrics_av import av_benchmark_suite
+    from torchmetrics_av.suites import MEMBERS
+
     n = SUITE_PAIRS["quick" if opts.quick else "full"]
     gen = torch.Generator().manual_seed(0)
     video = torch.randint(0, 256, (round(SUITE_SECONDS * VIDEO_FPS), 3, *VIDEO_HW[opts.size]), generator=gen)
@@ -319,54 +307,64 @@ def suite_section(opts: Options) -> dict[str, Any]:
         "text": [PROMPT] * n,
         "video": [video.to(torch.uint8)] * n,
     }
-    kinds = ("passt", "clap", "imagebind", "synchformer")
 
-    def nets_for_suite() -> dict[str, torch.nn.Module]:
-        # Default window cache (FD and KL share PaSST forwards through it); CLAP built for av-benchmark.
-        return {k: build_backbone(k, opts.size, **({"protocol": "av-benchmark"} if k == "clap" else {})) for k in kinds}
+    nets = {
+        k: build_backbone(k, opts.size, **({"protocol": "av-benchmark"} if k == "clap" else {})).to(opts.device)
+        for k in SUITE_KINDS
+    }
+    shared = av_benchmark_suite(backbones=nets, sample_rate=AUDIO_RATE, video_fps=VIDEO_FPS).to(opts.device)
+    shared_nets = list(nets.values())
+    # Each member in a suite whose backbone for it is a copy of its own (the others are never called), fed the
+    # arguments the suite routes to it, outside the suite's one-forward-per-clip scope: what a user assembling the
+    # same metrics by hand runs. Copies, not rebuilds: the same weights, and building is slow even for tiny configs.
+    separate = []
+    for member in MEMBERS:
+        own = copy.deepcopy(nets[member.backbone])
+        suite = av_benchmark_suite(
+            backbones={**nets, member.backbone: own}, sample_rate=AUDIO_RATE, video_fps=VIDEO_FPS
+        ).to(opts.device)
+        kwargs = member.feed(
+            suite._batch(**inputs, video_fps=None, sample_rate=None, target_sample_rate=None, ids=None)
+        )
+        if kwargs:
+            separate.append((suite[member.key], kwargs, [own]))
+    separate_nets = [net for _, _, nets in separate for net in nets]
 
-    shared_nets = nets_for_suite()
-    shared = {k: m.to(opts.device) for k, m in _suite_metrics(shared_nets).items()}
-    separate: dict[str, Any] = {}
-    separate_nets: list[torch.nn.Module] = []
-    for key in shared:  # the same metrics, each built on its own fresh backbones
-        nets = nets_for_suite()
-        separate[key] = _suite_metrics(nets)[key].to(opts.device)
-        separate_nets.extend(nets.values())
+    def shared_update() -> None:
+        shared.reset()
+        shared.update(**inputs)
 
-    def counted(metrics: dict[str, Any], nets: list[torch.nn.Module]) -> dict[str, int]:
+    def separate_update() -> None:
+        for metric, kwargs, _ in separate:
+            metric.reset()
+            metric.update(**kwargs)
+
+    def counted(update: Callable[[], None], nets: list[torch.nn.Module]) -> dict[str, int]:
+        _clear_caches(nets)
         spies = [ForwardSpy(net, CASES[_case_of(net)].forwards) for net in nets]
         for spy in spies:
             spy.__enter__()
         try:
-            _suite_update(metrics, inputs)
+            update()
         finally:
             for spy in spies:
                 spy.__exit__(None, None, None)
         calls = [c for spy in spies for c in spy.calls]
         return {"calls": len(calls), "clips": sum(_rows_of(c) for c in calls)}
 
-    for net in (*shared_nets.values(), *separate_nets):
-        if hasattr(net, "clear_cache"):
-            net.clear_cache()
-    counts_shared = counted(shared, list(shared_nets.values()))
-    counts_separate = counted(separate, separate_nets)
+    counts_shared = counted(shared_update, shared_nets)
+    counts_separate = counted(separate_update, separate_nets)
 
-    def fresh(metrics: dict[str, Any], nets: list[torch.nn.Module]) -> Callable[[], None]:
+    def fresh(update: Callable[[], None], nets: list[torch.nn.Module]) -> Callable[[], None]:
         def run() -> None:
-            for net in nets:  # a new batch every time: memoised windows must not carry over between repeats
-                if hasattr(net, "clear_cache"):
-                    net.clear_cache()
-            _suite_update(metrics, inputs)
+            _clear_caches(nets)  # a new batch every time: memoised clips must not carry over between repeats
+            update()
 
         return run
 
     times = interleaved_times(
-        {
-            "shared": fresh(shared, list(shared_nets.values())),
-            "separate": fresh(separate, separate_nets),
-        },
-        opts.repeats,
+        {"shared": fresh(shared_update, shared_nets), "separate": fresh(separate_update, separate_nets)},
+        SUITE_QUICK_REPEATS if opts.quick else opts.repeats,
         opts.device,
     )
     t_shared, t_separate = min(times["shared"]), min(times["separate"])
@@ -374,10 +372,8 @@ def suite_section(opts: Options) -> dict[str, Any]:
         "pairs": n,
         "seconds": SUITE_SECONDS,
         "size": opts.size,
-        "metrics": list(shared),
-        "implementation": "av_benchmark_suite"
-        if _has_suite()
-        else "assembled (no av_benchmark_suite in this checkout)",
+        "metrics": [m.key for m in MEMBERS],
+        "implementation": "av_benchmark_suite",
         "shared_forwards": counts_shared,
         "separate_forwards": counts_separate,
         "forward_clips_ratio": counts_separate["clips"] / max(counts_shared["clips"], 1),
@@ -387,10 +383,10 @@ def suite_section(opts: Options) -> dict[str, Any]:
     }
 
 
-def _has_suite() -> bool:
-    import torchmetrics_av
-
-    return hasattr(torchmetrics_av, "av_benchmark_suite")
+def _clear_caches(nets: Sequence[torch.nn.Module]) -> None:
+    for net in nets:
+        if hasattr(net, "clear_cache"):
+            net.clear_cache()
 
 
 def _case_of(net: torch.nn.Module) -> str:
@@ -464,10 +460,12 @@ def run(opts: Options, sections: Sequence[str]) -> dict[str, Any]:
         "errors": {},
     }
     for name in sections:
+        t0 = time.perf_counter()
         try:
             doc["sections"][name] = SECTIONS[name](opts)
         except Exception as err:
             doc["errors"][name] = _error_text(err)
+        _log(f"{name}: {time.perf_counter() - t0:.0f} s (load average {os.getloadavg()[0]:.1f})")
         for key, value in doc["sections"].get(name, {}).items():
             if isinstance(value, dict) and "error" in value:
                 doc["errors"][f"{name}.{key}"] = value["error"]
