@@ -174,3 +174,26 @@ def test_fd_at_bf16_moves_keeps_float64_and_ignores_an_outer_autocast():
     # A tiny random PaSST has an FD of ~1e-4, all of it within bf16 noise: only "it moved" is checkable here (the
     # full-size shift is measured on the goldens by benchmarks/bf16_shift.py).
     assert torch.isfinite(values["bf16"]) and values["bf16"] != values["fp32"]
+
+
+@pytest.mark.parametrize("kind", ["passt", "panns"])
+def test_shared_backbone_memo_keeps_precisions_apart(kind):
+    """An fp32 and a bf16 metric sharing one backbone: the bf16 one gets bf16 outputs, not the fp32 memo."""
+    from torchmetrics_av import KLDivergence
+    from torchmetrics_av.testing import tiny_backbone
+
+    g = torch.Generator().manual_seed(0)
+    preds, target = 0.3 * torch.randn(2, 16000, generator=g), 0.3 * torch.randn(2, 16000, generator=g)
+
+    def kl(net, precision):
+        metric = KLDivergence(sample_rate=16000, backbone=net, precision=precision)
+        metric.update(preds=preds, target=target)
+        return metric.per_sample()["kl_softmax"]
+
+    shared = tiny_backbone(kind)
+    fresh = tiny_backbone(kind)  # the same seeded weights, an empty memo
+    assert torch.equal(kl(shared, "fp32"), kl(fresh, "fp32"))
+    fresh.clear_cache()
+    bf16_alone = kl(fresh, "bf16")
+    assert not torch.equal(bf16_alone, kl(shared, "fp32"))  # bf16 moves the outputs of these random nets
+    assert torch.equal(kl(shared, "bf16"), bf16_alone)  # ...and the shared memo does not hide that

@@ -79,6 +79,28 @@ def current_precision() -> str | None:
     return _SCOPE.get()
 
 
+def memo_tag() -> str:
+    """The precision backbone outputs are computed at now: what an output memo must key on besides the input.
+
+    A backbone shared by an fp32 and a ``precision="bf16"`` metric (or called under a caller's own autocast) must not
+    hand one the other's memoised outputs.
+
+    Example:
+        >>> memo_tag()
+        'fp32'
+        >>> with precision_scope("bf16"):
+        ...     memo_tag()
+        'bf16'
+    """
+    scoped = current_precision()
+    if scoped is not None:
+        return scoped
+    for device_type in ("cpu", "cuda"):
+        if torch.is_autocast_enabled(device_type):
+            return f"autocast-{device_type}-{torch.get_autocast_dtype(device_type)}"
+    return "fp32"
+
+
 @contextlib.contextmanager
 def precision_scope(precision: str) -> Iterator[None]:
     """Run backbone encoders at ``precision`` inside the block; any surrounding autocast is switched off.

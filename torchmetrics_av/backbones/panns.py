@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchmetrics_av.precision import memo_tag
 from torchmetrics_av.preprocessing import (
     AVBENCH_AUDIO_LENGTH_S,
     as_clip_list,
@@ -408,7 +409,8 @@ class PANNs(nn.Module):
         dtype = self.model.fc1.weight.dtype
         emb = torch.empty(len(waves), self.embed_dim, device=self.device, dtype=dtype)
         logits = torch.empty(len(waves), self.num_classes, device=self.device, dtype=dtype)
-        keys = [_clip_key(w) if self.cache_size > 0 else "" for w in waves]
+        tag = memo_tag()  # outputs at another precision are other outputs
+        keys = [f"{tag}:{_clip_key(w)}" if self.cache_size > 0 else "" for w in waves]
         by_length: dict[int, list[int]] = {}
         for i, (w, key) in enumerate(zip(waves, keys)):
             hit = self._cache.get(key) if key else None

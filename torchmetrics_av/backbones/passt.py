@@ -25,6 +25,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from torchmetrics_av.precision import memo_tag
 from torchmetrics_av.preprocessing import pad_or_trim, protocol_waveform, sliding_windows
 from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
@@ -241,7 +242,8 @@ class PaSST(nn.Module):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
         device = self.mel.mel_basis.device
-        keys = [_window_key(w) for w in windows]
+        tag = memo_tag()  # outputs at another precision are other outputs
+        keys = [f"{tag}:{_window_key(w)}" for w in windows]
         emb = torch.empty(len(windows), self.embed_dim, device=device)
         logits = torch.empty(len(windows), PASST_NUM_CLASSES, device=device)
         by_length: dict[int, list[int]] = {}
