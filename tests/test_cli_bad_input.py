@@ -229,6 +229,7 @@ EXPECTED_MISSING = {
     "passt": ("passt-s-f128-p16-s10-ap.476-swa.pt", "github.com/kkoutini"),
     "clap": ("clap-htsat-fused", "huggingface.co/laion/clap-htsat-fused"),
     "whisper": ("base.pt", "openaipublic.azureedge.net"),
+    "hf_whisper": ("whisper-base/model.safetensors", "huggingface.co/openai/whisper-base"),
     "audiobox": ("audiobox-aesthetics", "huggingface.co/facebook/audiobox-aesthetics"),
     "imagebind": ("imagebind_huge.pth", "dl.fbaipublicfiles.com/imagebind"),
     "synchformer": ("synchformer_state_dict.pth", "github.com/hkchengrex/MMAudio/releases"),
@@ -249,9 +250,12 @@ def test_offline_one_run_lists_every_missing_checkpoint(tmp_path, capsys, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCHMETRICS_AV_CACHE", str(tmp_path / "empty-cache"))
     names = [n for n, s in METRICS.items() if s.unavailable() is None]
-    kinds = {METRICS[n].backbone for n in names}
     argv = ["evaluate", "--gen", str(gen), "--ref", str(ref), "--prompts", str(texts), "--transcripts", str(texts)]
     argv += ["--metrics", ",".join(names), "--device", "cpu", "--out", str(tmp_path / "x.json")]
+    from torchmetrics_av.cli.parser import build_parser
+
+    keys = [METRICS[n].backbone_key(build_parser().parse_args(argv)) for n in names]
+    kinds = set(keys)
     assert main(argv) == 2
     err = capsys.readouterr().err
     # One list of every file of every backbone (missing_checkpoints), each with its URL, then the download command.
@@ -267,7 +271,7 @@ def test_offline_one_run_lists_every_missing_checkpoint(tmp_path, capsys, monkey
         assert entry in err and url in err, kind
     assert all(f"  {f}  (" in err for f in files)
     assert f"torchmetrics-av download --weights-dir {tmp_path / 'empty-cache'} " in err
-    assert f"Needed by the backbones {', '.join(k for k in dict.fromkeys(METRICS[n].backbone for n in names))};" in err
+    assert f"Needed by the backbones {', '.join(dict.fromkeys(keys))};" in err
     # With an empty --weights-dir: the same list, in that folder.
     (tmp_path / "wd").mkdir()
     assert main([*argv, "--weights-dir", str(tmp_path / "wd")]) == 2

@@ -475,6 +475,7 @@ def test_cli_weights_dir_is_the_table_layout(offline, tmp_path):
     texts.write_text(json.dumps({"a": "one two", "b": "three"}))
     out = tmp_path / "w.json"
     argv = ["evaluate", "--gen", str(gen), "--transcripts", str(texts), "--metrics", "wer", "--device", "cpu"]
+    argv += ["--asr-backend", "openai-whisper"]  # the default HF whisper reads a folder; this is the one-file entry
     assert main([*argv, "--weights-dir", str(wdir), "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["provenance"]["backbones"]["Whisper"].startswith("whisper-base@sha256:")  # the table entry, not a copy

@@ -253,10 +253,12 @@ def test_directions_match_the_metric_classes():
     """Consistency test: HIGHER_IS_BETTER names every CLI metric with its class's `higher_is_better`."""
     from torchmetrics_av.cli.backbones import random_backbone
 
-    args = argparse.Namespace(protocol="fastvideo", batch_size=1, duration=None, ref_stats=None)
+    args = argparse.Namespace(
+        protocol="fastvideo", batch_size=1, duration=None, ref_stats=None, asr_backend="whisper", bootstrap=None
+    )
     assert set(HIGHER_IS_BETTER) >= set(METRICS)
     for name, spec in METRICS.items():
-        metric = spec.build(random_backbone(spec.backbone, "tiny", "fastvideo"), args)
+        metric = spec.build(random_backbone(spec.backbone_key(args), "tiny", "fastvideo"), args)
         if name == "aesthetics":
             # The class says None (PC measures complexity, no direction); the report ranks by CE/CU/PQ (higher).
             assert metric.higher_is_better is None and HIGHER_IS_BETTER[name] is True
