@@ -206,6 +206,13 @@ AVBENCH_ONLY = ("av-benchmark",)
 # `--avbench-json`: a metric's value is the number of its av-benchmark key.
 VALUE = "value"
 
+
+def _isc_spec(backbone: str, feed: Feed, key: str) -> MetricSpec:
+    """An Inception Score of av-benchmark: its ``<key>-mean`` is the value, ``<key>-std`` the details' std."""
+    avbench = {f"{key}-mean": VALUE, f"{key}-std": "inception_score_std"}
+    return MetricSpec(backbone, feed, _isc, avbench=avbench, protocols=AVBENCH_ONLY)
+
+
 METRICS: dict[str, MetricSpec] = {
     "fd_passt": MetricSpec("passt", PaSSTSets(ref_stats=True), _fd, avbench={"FD-PASST": VALUE}),
     "kl_passt": MetricSpec(
@@ -256,20 +263,8 @@ METRICS: dict[str, MetricSpec] = {
         avbench={"KL-PANNS-softmax": VALUE},
         protocols=AVBENCH_ONLY,
     ),
-    "isc_panns": MetricSpec(
-        "panns",
-        GeneratedAudio(),
-        _isc,
-        avbench={"ISC-PANNS-mean": VALUE, "ISC-PANNS-std": "inception_score_std"},
-        protocols=AVBENCH_ONLY,
-    ),
-    "isc_passt": MetricSpec(
-        "passt",
-        GeneratedOfPairs(),
-        _isc,
-        avbench={"ISC-PASST-mean": VALUE, "ISC-PASST-std": "inception_score_std"},
-        protocols=AVBENCH_ONLY,
-    ),
+    "isc_panns": _isc_spec("panns", GeneratedAudio(), "ISC-PANNS"),
+    "isc_passt": _isc_spec("passt", GeneratedOfPairs(), "ISC-PASST"),
     "msclap": MetricSpec(
         "msclap",
         WithText("prompts"),
