@@ -7,6 +7,7 @@ the run; a missing GPU, missing checkpoints and a missing --weights-dir are one 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,15 +39,21 @@ def _cut(path, size: int) -> None:
         f.truncate(size)
 
 
-@pytest.fixture
-def bad_folders(tmp_path):
-    """Three good pairs, a truncated WAV (generated) and a truncated reference, garbage and an empty file."""
+def _good_pairs(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    """Folders ``gen/`` and ``ref/`` under ``tmp_path`` with ``n`` good 1 s pairs ``c0.wav`` ... (seeded noise)."""
     gen, ref = tmp_path / "gen", tmp_path / "ref"
     gen.mkdir()
     ref.mkdir()
-    for i in range(3):
+    for i in range(n):
         _wav(gen / f"c{i}.wav", 1.0, seed=i)
         _wav(ref / f"c{i}.wav", 1.0, seed=10 + i)
+    return gen, ref
+
+
+@pytest.fixture
+def bad_folders(tmp_path):
+    """Three good pairs, a truncated WAV (generated) and a truncated reference, garbage and an empty file."""
+    gen, ref = _good_pairs(tmp_path, 3)
     _wav(gen / "cut.wav", CUT_SECONDS, seed=20)
     _cut(gen / "cut.wav", CUT_BYTES)
     _wav(ref / "cut.wav", 1.0, seed=21)
@@ -104,12 +111,7 @@ def test_reference_command_lists_truncated_files(bad_folders, tmp_path, capsys):
 def test_one_refused_clip_never_ends_the_run(tmp_path, capsys):
     """A complete but very short clip is refused by KL (a ValueError naming the minimum length); a NaN clip is refused
     by every metric. Both are listed per metric with the metric's message; every metric still reports."""
-    gen, ref = tmp_path / "gen", tmp_path / "ref"
-    gen.mkdir()
-    ref.mkdir()
-    for i in range(2):
-        _wav(gen / f"c{i}.wav", 1.0, seed=i)
-        _wav(ref / f"c{i}.wav", 1.0, seed=10 + i)
+    gen, ref = _good_pairs(tmp_path, 2)
     _wav(gen / "short.wav", 0.09, seed=3)  # the length the issue's truncated WAV was read as
     _wav(ref / "short.wav", 1.0, seed=13)
     nan = np.random.default_rng(4).standard_normal(SR).astype(np.float32) * 0.1
@@ -312,12 +314,7 @@ def test_progress_advances_per_file(bad_folders, tmp_path, monkeypatch):
 def test_silent_clip_is_skipped_and_counted(tmp_path):
     """Under "fastvideo" an all-zero clip cannot be peak-normalised: KL and CLAP skip and count it (not a row of their
     per_sample()); the CSV marks it, the JSON counts it, and the other clips are scored."""
-    gen, ref = tmp_path / "gen", tmp_path / "ref"
-    gen.mkdir()
-    ref.mkdir()
-    for i in range(2):
-        _wav(gen / f"c{i}.wav", 1.0, seed=i)
-        _wav(ref / f"c{i}.wav", 1.0, seed=10 + i)
+    gen, ref = _good_pairs(tmp_path, 2)
     soundfile.write(gen / "zero.wav", np.zeros(SR, np.float32), SR, subtype="PCM_16")
     _wav(ref / "zero.wav", 1.0, seed=12)
     prompts = tmp_path / "p.json"
