@@ -276,45 +276,6 @@ def _fixed_tokenizer(texts: Sequence[str], **_: Any) -> dict[str, Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-# Small configs of the official architectures, used when torchmetrics_av.testing (tiny_backbone) is not available.
-_TINY_FALLBACK: dict[str, dict[str, Any]] = {
-    "passt": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-    "imagebind": {
-        "vision_embed_dim": 16,
-        "vision_num_blocks": 1,
-        "vision_num_heads": 2,
-        "audio_embed_dim": 16,
-        "audio_num_blocks": 1,
-        "audio_num_heads": 2,
-        "out_embed_dim": 8,
-    },
-    "synchformer": {"embed_dim": 16, "depth": 1, "num_heads": 2, "sync_depth": 1, "sync_heads": 2},
-    "whisper": {
-        "name": "tiny",
-        "dims": {
-            "n_audio_state": 64,
-            "n_audio_head": 2,
-            "n_audio_layer": 1,
-            "n_text_state": 64,
-            "n_text_head": 2,
-            "n_text_layer": 1,
-        },
-    },
-    "audiobox": {
-        "encoder_config": {
-            "encoder_layers": 1,
-            "encoder_embed_dim": 32,
-            "encoder_ffn_embed_dim": 32,
-            "encoder_attention_heads": 2,
-            "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2",
-            "conv_pos": 4,
-            "conv_pos_groups": 2,
-        },
-        "model_config": {"nth_layer": 2},
-    },
-}
-
-
 def _backbone_class(name: str) -> type[nn.Module]:
     from torchmetrics_av import backbones
 
@@ -369,10 +330,8 @@ def _build(name: str, size: str, **overrides: Any) -> nn.Module:
                 fusion = overrides.get("protocol", "fastvideo") == "fastvideo"
                 overrides.setdefault("config", small_clap_config(fusion=fusion))
         if size == "tiny":
-            try:
-                from torchmetrics_av.testing import tiny_backbone
-            except ImportError:  # a checkout before torchmetrics_av.testing existed
-                return _backbone_class(name)(pretrained=False, **{**_TINY_FALLBACK.get(name, {}), **overrides})
+            from torchmetrics_av.testing import tiny_backbone
+
             return tiny_backbone(name, **overrides)
         return _backbone_class(name)(pretrained=False, **overrides)
 
