@@ -183,3 +183,64 @@ def test_model_front_ends_moved_to_their_backbones_and_old_names_still_work(name
         assert getattr(pre, name) is getattr(importlib.import_module(module), name)
     with pytest.raises(AttributeError, match="no_such_name"):
         pre.no_such_name  # noqa: B018
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# LoaderCache: protocol_waveform outputs stored per clip (the CLI loads once for every metric, on decoder threads)
+
+
+@pytest.mark.parametrize("protocol", ["fastvideo", "av-benchmark"])
+@pytest.mark.parametrize("float64", [False, True])
+def test_loader_cache_returns_the_uncached_waveform_bit_for_bit(protocol, float64):
+    import threading
+
+    from torchmetrics_av.preprocessing import LoaderCache, protocol_waveform
+
+    g = torch.Generator().manual_seed(0)
+    clips = [0.3 * torch.randn(2, 22050, generator=g) + 0.01, 0.5 * torch.randn(1, 8000, generator=g)]
+    rates = [22050, 16000]
+    plain = [protocol_waveform(c, r, 32000, protocol, float64=float64) for c, r in zip(clips, rates)]
+    cache = LoaderCache()
+    with cache.active():
+        first = protocol_waveform(clips[0], rates[0], 32000, protocol, float64=float64)  # computed, call learnt
+    worker = threading.Thread(target=cache.prefetch, args=(clips[1], rates[1]))  # as a decoder thread does
+    worker.start()
+    worker.join()
+    with cache.active():
+        again = [protocol_waveform(c, r, 32000, protocol, float64=float64) for c, r in zip(clips, rates)]
+    assert (cache.misses, cache.hits) == (1, 2)
+    for want, got in zip(plain, [first, again[1]]):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    assert again[0] is first
+    # Other arguments are another call: computed, not served from the 32 kHz entry.
+    with cache.active():
+        other = protocol_waveform(clips[0], rates[0], 16000, protocol, float64=float64)
+    assert cache.misses == 2 and torch.equal(
+        other, protocol_waveform(clips[0], rates[0], 16000, protocol, float64=float64)
+    )
+
+
+def test_loader_cache_misses_after_an_in_place_edit_and_forgets():
+    from torchmetrics_av.preprocessing import LoaderCache, protocol_waveform
+
+    clip = torch.linspace(-0.5, 0.5, 16000).reshape(1, -1)
+    cache = LoaderCache()
+    with cache.active():
+        before = protocol_waveform(clip, 16000, 32000, "av-benchmark")
+        clip.mul_(0.25)  # torch bumps the version counter: the stored waveform is stale
+        after = protocol_waveform(clip, 16000, 32000, "av-benchmark")
+    assert cache.misses == 2 and not torch.equal(before, after)
+    assert torch.equal(after, protocol_waveform(clip, 16000, 32000, "av-benchmark"))
+    assert len(cache) == 1 and cache.forget([clip]) == 1 and len(cache) == 0
+    assert cache.forget([clip]) == 0
+
+
+def test_loader_cache_stores_silent_clips_as_none():
+    from torchmetrics_av.preprocessing import LoaderCache, protocol_waveform
+
+    silent = torch.zeros(1, 16000)
+    cache = LoaderCache()
+    with cache.active():
+        assert protocol_waveform(silent, 16000, 32000, "fastvideo") is None
+        assert protocol_waveform(silent, 16000, 32000, "fastvideo") is None
+    assert (cache.misses, cache.hits) == (1, 1)

@@ -21,11 +21,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import numbers
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -385,11 +389,29 @@ def protocol_waveform(
     if audio_length is not _UNSET:
         warnings.warn("`audio_length` is deprecated; use `duration` (seconds)", FutureWarning, stacklevel=2)
         duration = audio_length if duration is None else duration
+    call = _LoaderCall(target_rate, spec, resampler, duration, float64)
+    cache = _ACTIVE_LOADER_CACHE.get()
+    return _protocol_waveform(clip, sample_rate, call) if cache is None else cache.waveform(clip, sample_rate, call)
+
+
+@dataclass(frozen=True)
+class _LoaderCall:
+    """The arguments of :func:`protocol_waveform` that its output depends on, besides the clip and its rate."""
+
+    target_rate: int
+    spec: ProtocolSpec
+    resampler: Resampler | None
+    duration: float | None
+    float64: bool
+
+
+def _protocol_waveform(clip: Tensor, sample_rate: int, call: _LoaderCall) -> Tensor | None:
+    spec, target_rate = call.spec, call.target_rate
     x = to_mono(clip, "mean")
     if spec.remove_dc:
         x = remove_dc(x)
-    x = resample(x, sample_rate, target_rate, resampler or spec.resampler)
-    length = duration if duration is not None else spec.duration
+    x = resample(x, sample_rate, target_rate, call.resampler or spec.resampler)
+    length = call.duration if call.duration is not None else spec.duration
     if length is not None:
         x = x[: int(target_rate * length)]
     if spec.peak_dbfs is None:
@@ -397,7 +419,116 @@ def protocol_waveform(
     if is_silent(x):
         return None
     out = peak_normalize(x, spec.peak_dbfs)
-    return out if float64 else out.to(torch.float32)
+    return out if call.float64 else out.to(torch.float32)
+
+
+_ClipKey = tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype, str]
+
+
+class LoaderCache:
+    """:func:`protocol_waveform` outputs of the clips a caller holds: computed once, and optionally ahead of time.
+
+    A caller that feeds the same decoded clips to several metrics (``torchmetrics-av evaluate``: FD and KL both load
+    every clip at PaSST's 32 kHz) activates a cache around its ``update`` calls. While it is active, a loader call for
+    a clip it has already loaded with the same arguments returns the stored waveform instead of resampling again, and
+    :meth:`prefetch` runs every loader call seen so far on a new clip, from any thread, so that resampling overlaps
+    the model's forward. Outputs are those of the uncached function, bit for bit: the same function computes them.
+
+    A clip is recognised by its memory (data pointer, shape, strides, dtype, device) and torch's in-place version
+    counter (an in-place edit through torch is a miss). The cache keeps a reference to every clip it holds, so that
+    memory cannot be reused by another tensor while the entry lives. Contract for the caller: do not write into a
+    cached clip's memory behind torch's back (a NumPy view), treat the returned waveforms as read-only (they are
+    shared), and :meth:`forget` the clips once fed, which bounds the memory held.
+
+    Example:
+        >>> import torch
+        >>> clip = torch.randn(1, 16000)
+        >>> cache = LoaderCache()
+        >>> with cache.active():
+        ...     a = protocol_waveform(clip, 16000, 32000, "fastvideo")
+        ...     b = protocol_waveform(clip, 16000, 32000, "fastvideo")  # the stored waveform
+        >>> a is b, cache.hits, cache.misses
+        (True, 1, 1)
+        >>> other = torch.randn(1, 16000)
+        >>> cache.prefetch(other, 16000)  # e.g. on a decoder thread
+        1
+        >>> with cache.active():
+        ...     c = protocol_waveform(other, 16000, 32000, "fastvideo")
+        >>> cache.hits, cache.forget([clip, other]), len(cache)
+        (2, 2, 0)
+    """
+
+    def __init__(self) -> None:
+        # clip memory -> (version, the clip, {(sample rate, call): waveform}); None waveforms are silent clips.
+        self._entries: dict[_ClipKey, tuple[int, Tensor, dict[tuple[int, _LoaderCall], Tensor | None]]] = {}
+        self._calls: dict[_LoaderCall, None] = {}  # the calls seen, in order (a dict as an ordered set)
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _key(clip: Tensor) -> _ClipKey:
+        return (clip.data_ptr(), tuple(clip.shape), tuple(clip.stride()), clip.dtype, str(clip.device))
+
+    def _lookup(self, clip: Tensor) -> dict[tuple[int, _LoaderCall], Tensor | None]:
+        """The stored outputs of ``clip`` (a new, empty record if unknown or edited in place since); under the lock."""
+        key, version = self._key(clip), clip._version
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != version:
+            entry = (version, clip, {})
+            self._entries[key] = entry
+        return entry[2]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[LoaderCache]:
+        """Make :func:`protocol_waveform` use this cache in this context (thread, task) until the block ends."""
+        token = _ACTIVE_LOADER_CACHE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE_LOADER_CACHE.reset(token)
+
+    def waveform(self, clip: Tensor, sample_rate: int, call: _LoaderCall) -> Tensor | None:
+        """:func:`protocol_waveform`'s output for ``clip``: stored, or computed and stored."""
+        with self._lock:
+            self._calls.setdefault(call, None)
+            outputs = self._lookup(clip)
+            if (sample_rate, call) in outputs:
+                self.hits += 1
+                return outputs[(sample_rate, call)]
+            self.misses += 1
+        out = _protocol_waveform(clip, sample_rate, call)
+        with self._lock:
+            self._lookup(clip).setdefault((sample_rate, call), out)
+        return out
+
+    def prefetch(self, clip: Tensor, sample_rate: int) -> int:
+        """Run every loader call seen so far on ``clip`` (at ``sample_rate`` Hz) and store the outputs; thread-safe.
+
+        Returns:
+            The number of waveforms computed.
+        """
+        with self._lock:
+            todo = [c for c in self._calls if (sample_rate, c) not in self._lookup(clip)]
+        for call in todo:
+            out = _protocol_waveform(clip, sample_rate, call)
+            with self._lock:
+                self._lookup(clip).setdefault((sample_rate, call), out)
+        return len(todo)
+
+    def forget(self, clips: Sequence[Tensor]) -> int:
+        """Drop the outputs of ``clips``; returns how many clips were held."""
+        with self._lock:
+            return sum(self._entries.pop(self._key(c), None) is not None for c in clips)
+
+
+# The cache protocol_waveform uses in this context (LoaderCache.active); None: every call computes.
+_ACTIVE_LOADER_CACHE: contextvars.ContextVar[LoaderCache | None] = contextvars.ContextVar(
+    "torchmetrics_av_loader_cache", default=None
+)
 
 
 # stable-audio-metrics' passt_kld windowing, reused by FastVideo's KL: 10 s windows every 5 s; a short tail window is

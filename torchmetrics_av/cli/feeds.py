@@ -14,8 +14,9 @@ feed                        takes                                        metrics
 :class:`AudioVideo`         generated videos (audio + frames)            ImageBind, DeSync
 ==========================  ===========================================  ===========================================
 
-``ids`` passed to ``update`` are the clips' positions in the feed order (:attr:`Inventory.order`), so that a metric's
-``per_sample()`` rows map back to files (and sorting by id keeps the feed order). Unpaired metrics get no ids: their
+``ids`` passed to ``update`` are the clips' positions in :attr:`Inventory.order` (paired stems, then the others, each
+by name), whatever order the batches come in (``--batch-order``), so that a metric's ``per_sample()`` rows map back
+to files and sorting by id gives that stable order. Unpaired metrics get no ids: their
 per-clip features would then be kept as rows instead of float64 sums, and they have no per-sample values.
 
 Example:

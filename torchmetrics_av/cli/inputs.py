@@ -1,8 +1,9 @@
 """Inputs of ``torchmetrics-av evaluate``: listing the folders, pairing by stem, decoding, prompts/transcripts files.
 
 Files are paired by stem (``gen/x.mp4`` <-> ``ref/x.flac``). Every file is decoded with :mod:`torchmetrics_av.io`
-(soundfile for audio, PyAV for videos) on a few threads, a bounded number ahead of the metrics. A file that cannot be
-decoded, or is truncated (its header promises more than it holds), is listed as broken and never scored.
+(soundfile for audio, PyAV for videos) on a few threads, a bounded number ahead of the metrics (one batch plus a file
+per thread), in :func:`by_length` order (longest first) unless ``--batch-order name``. A file that cannot be decoded,
+or is truncated (its header promises more than it holds), is listed as broken and never scored.
 
 Example:
     >>> import tempfile, numpy as np, soundfile as sf
@@ -160,15 +161,49 @@ def read_clip(stem: str, path: Path, frames: bool) -> Clip:
     return clip
 
 
-def bounded_map(fn: Callable[[str], Any], stems: Sequence[str], workers: int) -> Iterator[Any]:
-    """``map(fn, stems)`` on ``workers`` threads, in order, with at most ``workers * PREFETCH_PER_WORKER`` ahead."""
+def duration_of(path: Path) -> float | None:
+    """The length in seconds a file's header declares (audio: libsndfile; video: its audio stream, else the
+    container); ``None`` when it cannot be read (the decoder then reports the file). Nothing is decoded.
+    """
+    try:
+        if not is_video(path):
+            import soundfile
+
+            info = soundfile.info(str(path))
+            return info.frames / info.samplerate if info.samplerate > 0 else None
+        import av
+
+        with av.open(str(path)) as container:
+            for stream in container.streams.audio:
+                if stream.duration is not None and stream.time_base is not None:
+                    return float(stream.duration * stream.time_base)
+            return None if container.duration is None else container.duration / av.time_base
+    except Exception:  # noqa: BLE001 - an unreadable header only loses the file its place in the order
+        return None
+
+
+def by_length(stems: Sequence[str], paths: dict[str, Path]) -> list[str]:
+    """``stems`` longest first by declared duration (:func:`duration_of`; ties and unknown lengths by stem, unknown
+    last), so that a batch holds clips of similar lengths: equal-length clips share a forward where a backbone
+    batches by length (PANNs), and the longest batch, the memory peak, comes first.
+    """
+    lengths = {stem: duration_of(paths[stem]) for stem in stems}
+    return sorted(stems, key=lambda s: (lengths[s] is None, -(lengths[s] or 0.0), s))
+
+
+def bounded_map(fn: Callable[[str], Any], stems: Sequence[str], workers: int, ahead: int = 0) -> Iterator[Any]:
+    """``map(fn, stems)`` on ``workers`` threads, in order, with at most ``max(ahead, workers * PREFETCH_PER_WORKER)``
+    results ahead of the consumer (``ahead`` = one batch plus a file per thread lets the threads load the next batch
+    while the model runs on this one).
+    """
     workers = max(1, workers)
+    limit = max(ahead, workers * PREFETCH_PER_WORKER)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         todo = iter(stems)
         pending: deque[Future] = deque()
         for stem in todo:
             pending.append(pool.submit(fn, stem))
-            if len(pending) >= workers * PREFETCH_PER_WORKER:
+            if len(pending) >= limit:
                 break
         while pending:
             result = pending.popleft().result()

@@ -26,6 +26,7 @@ from torchmetrics_av.protocols import PROTOCOLS, get_protocol
 
 DEFAULT_BATCH_SIZE = 8  # files per metric update: fills a GPU without holding many long videos at once
 DEFAULT_NUM_WORKERS = 2  # decoder threads: decoding is far cheaper than the models' forward passes
+BATCH_ORDERS = ("length", "name")  # --batch-order: inputs.by_length, or the stems' order
 RANDOM_WEIGHT_SIZES = ("tiny", "full")  # torchmetrics_av.testing's small configs, or the official architectures
 
 
@@ -57,7 +58,19 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when a GPU is visible, else cpu)",
     )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="files per metric update (default 8)")
-    p.add_argument("--num-workers", type=int, default=DEFAULT_NUM_WORKERS, help="decoder threads (default 2)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=DEFAULT_NUM_WORKERS,
+        help="decoder threads; they also resample each file for the metrics while the model runs (default 2)",
+    )
+    p.add_argument(
+        "--batch-order",
+        default="length",
+        choices=BATCH_ORDERS,
+        help="length: batches of similar durations, longest first (fewer padded/split forwards); name: by file stem. "
+        "Per-file rows and corpus values do not depend on it beyond float32 round-off (default: length)",
+    )
     p.add_argument(
         "--weights-dir",
         help="folder holding the official checkpoint files/folders (nothing is downloaded for what it holds)",

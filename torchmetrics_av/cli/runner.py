@@ -37,11 +37,13 @@ from torchmetrics_av.cli.inputs import (
     Texts,
     batches,
     bounded_map,
+    by_length,
     list_files,
     read_clip,
 )
 from torchmetrics_av.cli.inputs import read_texts as _read_texts
 from torchmetrics_av.cli.registry import METRICS, MetricSpec, select_metrics
+from torchmetrics_av.preprocessing import LoaderCache
 
 # The metric whose reference statistics `torchmetrics-av reference` writes and `evaluate --ref-stats` reads.
 REFERENCE_METRIC = "fd_passt"
@@ -160,7 +162,19 @@ class MetricRun:
         return value, details, rows
 
 
-def _decoder(inv: Inventory, reads_refs: bool, frames: bool, orphans: list[str]) -> Callable[[str], Item | None]:
+def _prefetch(cache: LoaderCache, clip: Clip) -> None:
+    """Run the metrics' loaders (resampling) on a decoded clip, on the decoder thread; a failure is left to the
+    metric, which meets it again on the main thread and rejects the file with its own message.
+    """
+    try:
+        cache.prefetch(clip.audio, clip.sample_rate)
+    except Exception:  # noqa: BLE001
+        cache.forget([clip.audio])
+
+
+def _decoder(
+    inv: Inventory, reads_refs: bool, frames: bool, orphans: list[str], cache: LoaderCache
+) -> Callable[[str], Item | None]:
     ids = {stem: i for i, stem in enumerate(inv.order)}
 
     def load(stem: str) -> Item | None:
@@ -171,12 +185,15 @@ def _decoder(inv: Inventory, reads_refs: bool, frames: bool, orphans: list[str])
             if reads_refs and stem in inv.ref:
                 orphans.append(stem)  # its reference still counts for FD
             return None
+        _prefetch(cache, gen)
         ref = None
         if reads_refs and stem in inv.ref:
             try:
                 ref = read_clip(stem, inv.ref[stem], frames=False)
             except Exception as err:  # noqa: BLE001
                 inv.fail(inv.ref[stem], err)
+            else:
+                _prefetch(cache, ref)
         return Item(stem, gen, ref, ids[stem])
 
     return load
@@ -192,21 +209,35 @@ def _without_broken(results: Iterator[Any], progress: Progress) -> Iterator[Any]
 
 
 def _batched(
-    load: Callable[[str], Any], stems: Sequence[str], progress: Progress, args: argparse.Namespace
+    load: Callable[[str], Any],
+    stems: Sequence[str],
+    paths: dict[str, Path],
+    progress: Progress,
+    args: argparse.Namespace,
 ) -> Iterator[list[Any]]:
-    """Batches of ``--batch-size`` decoded files of ``stems`` (decoded on ``--num-workers`` threads, in order)."""
-    return batches(_without_broken(bounded_map(load, stems, args.num_workers), progress), args.batch_size)
+    """Batches of ``--batch-size`` decoded files of ``stems`` in ``--batch-order``, decoded (and resampled) on
+    ``--num-workers`` threads up to one batch ahead of the model.
+    """
+    order = by_length(stems, paths) if args.batch_order == "length" else list(stems)
+    ahead = args.batch_size + args.num_workers
+    return batches(_without_broken(bounded_map(load, order, args.num_workers, ahead), progress), args.batch_size)
 
 
-def _load_ref(inv: Inventory) -> Callable[[str], Clip | None]:
+def _load_ref(inv: Inventory, cache: LoaderCache) -> Callable[[str], Clip | None]:
     def load(stem: str) -> Clip | None:
         try:
-            return read_clip(stem, inv.ref[stem], frames=False)
+            clip = read_clip(stem, inv.ref[stem], frames=False)
         except Exception as err:  # noqa: BLE001 - any decoder failure is reported per file
             inv.fail(inv.ref[stem], err)
             return None
+        _prefetch(cache, clip)
+        return clip
 
     return load
+
+
+def _clips_of(batch: list[Item]) -> list[Tensor]:
+    return [c.audio for it in batch for c in (it.gen, it.ref) if c is not None]
 
 
 def _open(names: Sequence[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, MetricRun]]:
@@ -235,21 +266,27 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     orphans: list[str] = []  # paired references whose generated file is broken: still FD references
 
     progress = Progress(len(inv.gen) + (len(inv.unmatched_ref) if ref_pass else 0), "evaluate")
-    load = _decoder(inv, reads_refs, frames, orphans)
+    # Every clip is loaded (resampled) once for all metrics with the same loader, ahead of time on the decoder threads.
+    cache = LoaderCache()
+    load = _decoder(inv, reads_refs, frames, orphans, cache)
     # Paired stems and the others are batched apart (as a user of the Python API would feed pairs, then the rest).
-    for batch in (b for group in (inv.paired, inv.unmatched_gen) for b in _batched(load, group, progress, args)):
-        seen.add(batch)
-        for run in runs.values():
-            run.feed_batch(batch, ctx)
-        progress.advance(len(batch))
-    if ref_pass:
-        rest = sorted([*inv.unmatched_ref, *orphans])
-        progress.grow(len(orphans))
-        for clips in _batched(_load_ref(inv), rest, progress, args):
-            seen.refs.update(c.sample_rate for c in clips)
-            for run in ref_pass:
-                run.feed_refs(clips)
-            progress.advance(len(clips))
+    groups = (inv.paired, inv.unmatched_gen)
+    with cache.active():
+        for batch in (b for group in groups for b in _batched(load, group, inv.gen, progress, args)):
+            seen.add(batch)
+            for run in runs.values():
+                run.feed_batch(batch, ctx)
+            cache.forget(_clips_of(batch))
+            progress.advance(len(batch))
+        if ref_pass:
+            rest = sorted([*inv.unmatched_ref, *orphans])
+            progress.grow(len(orphans))
+            for clips in _batched(_load_ref(inv, cache), rest, inv.ref, progress, args):
+                seen.refs.update(c.sample_rate for c in clips)
+                for run in ref_pass:
+                    run.feed_refs(clips)
+                cache.forget([c.audio for c in clips])
+                progress.advance(len(clips))
     progress.close()
     doc = _document(args, inv, texts, backbones, runs, seen, frames)
     failed = [name for name, v in doc["metrics"].items() if v is None and args.metrics != "auto"]
@@ -325,6 +362,7 @@ def _document(
         "video_fps": sorted(seen.fps),
         "device": str(args.device),
         "batch_size": args.batch_size,
+        "batch_order": args.batch_order,
         "whisper_model": args.whisper_model if "whisper" in backbones else None,
         "gen_dir": str(args.gen),
         "ref_dir": str(args.ref) if args.ref else None,
@@ -342,9 +380,12 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     _, runs = _open([REFERENCE_METRIC], args)
     run = runs[REFERENCE_METRIC]
     progress = Progress(len(files), "reference")
-    for clips in _batched(_load_ref(inv), sorted(files), progress, args):
-        run.feed_refs(clips)
-        progress.advance(len(clips))
+    cache = LoaderCache()
+    with cache.active():
+        for clips in _batched(_load_ref(inv, cache), sorted(files), files, progress, args):
+            run.feed_refs(clips)
+            cache.forget([c.audio for c in clips])
+            progress.advance(len(clips))
     progress.close()
     try:
         run.metric.save_reference_stats(args.out)
