@@ -9,7 +9,7 @@ Usage::
 
     python benchmarks/bf16_shift.py --json benchmarks/results/bf16-shift-cpu.json     # ~30 min on 2 CPU cores
     python benchmarks/bf16_shift.py --cases fd_passt-fastvideo ms_clap                 # a subset
-    python benchmarks/bf16_shift.py --update-readme benchmarks/results/bf16-shift-cpu.json
+    python benchmarks/render_readme.py --bf16 benchmarks/results/bf16-shift-cpu.json   # its README table
 
 JSON (``schema: "torchmetrics-av/bf16_shift/1"``): ``environment``, ``precision``, ``device``, and per case
 ``fp32`` (:func:`goldens.compare` against the golden), ``shift`` (against the fp32 run), ``seconds``; or ``error``.
@@ -37,9 +37,6 @@ from benchmarks.goldens import GOLDEN_CASES, build_backbone, compare  # noqa: E4
 from benchmarks.run_all import environment  # noqa: E402
 
 SCHEMA = "torchmetrics-av/bf16_shift/1"
-README_START, README_END = "<!-- bf16-shift:start -->", "<!-- bf16-shift:end -->"
-# The results behind the README block: --update-readme stores its JSON here, and a test checks the block against it.
-README_JSON = REPO / "benchmarks" / "results" / "bf16-shift-cpu.json"
 # The goldens were made with 2 CPU threads; float32 reductions depend on the thread split.
 GOLDEN_THREADS = 2
 
@@ -106,15 +103,6 @@ def markdown_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(doc: dict[str, Any], readme: Path) -> None:
-    """Replace the text between the bf16-shift markers of ``readme`` with :func:`markdown_table`."""
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to fill")
-    readme.write_text(text[: start + len(README_START)] + "\n" + markdown_table(doc) + text[end:])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; exit status 1 when a case errored or its fp32 run failed the golden."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,20 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a results file")
-    parser.add_argument(
-        "--update-readme", type=Path, metavar="JSON", help="write that table into README.md (JSON kept as README_JSON)"
-    )
     args = parser.parse_args(argv)
-    if args.markdown or args.update_readme:
-        source = args.markdown or args.update_readme
-        doc = json.loads(source.read_text())
-        if args.update_readme:
-            update_readme(doc, REPO / "README.md")
-            if source.resolve() != README_JSON.resolve():
-                README_JSON.parent.mkdir(parents=True, exist_ok=True)
-                README_JSON.write_text(source.read_text())
-        else:
-            print(markdown_table(doc), end="")
+    if args.markdown:  # the README itself is written by benchmarks/render_readme.py
+        print(markdown_table(json.loads(args.markdown.read_text())), end="")
         return 0
     device = torch.device(args.device)
     if device.type == "cpu":

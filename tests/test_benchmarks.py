@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import cases, gpu_check, run_all
+from benchmarks import cases, gpu_check, render_readme, run_all
 from benchmarks.cases import CASES, ForwardSpy, compare_outputs, replay
 
 
@@ -113,19 +113,32 @@ def test_run_all_json_has_every_ratio(quick_doc):
             assert r["replay"] == {"max_abs_diff": 0.0, "mismatches": 0}
 
 
+def test_cli_section_times_warm_runs_against_their_own_forwards(tmp_path, monkeypatch):
+    monkeypatch.setitem(run_all.CLI_FILES, "quick", 3)
+    monkeypatch.setitem(run_all.CLI_REPEATS, "quick", 2)
+    out = tmp_path / "cli.json"
+    assert run_all.main(["--quick", "--sections", "cli", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["sections"]["cli"]
+    assert r["files"] == 3 and r["repeats"] == 2
+    assert len(r["pipeline_runs_s"]) == len(r["forward_runs_s"]) == 2
+    assert r["pipeline_s"] == min(r["pipeline_runs_s"]) and r["forward_s"] == min(r["forward_runs_s"])
+    assert r["overhead_ratio"] == pytest.approx(r["pipeline_s"] / r["forward_s"])
+    assert r["files_per_s"] == pytest.approx(3 / r["pipeline_s"])
+    # 3 generated + 3 reference clips at --batch-size 8: one PaSST forward per side (FD and KL share it).
+    assert r["forward_calls"] == {"passt": 2}
+
+
 def test_readme_table_from_the_json(quick_doc, tmp_path):
     table = run_all.markdown_table(quick_doc)
     assert "| `passt` `update()` / bare forward, tiny config" in table
     ratio = quick_doc["sections"]["backbones"]["audiobox"]["batches"]["2"]["overhead_ratio"]
     assert f"2: {ratio:.2f}×" in table
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{run_all.README_START}\nold\n{run_all.README_END}\noutro\n")
-    run_all.update_readme(quick_doc, readme)
-    text = readme.read_text()
+    text = render_readme.replace_section(
+        "intro\n<!-- perf-table:start -->\nold\n<!-- perf-table:end -->\noutro\n", "perf-table", table
+    )
     assert "old" not in text and table in text and text.startswith("intro\n") and text.endswith("outro\n")
-    readme.write_text("no markers")
     with pytest.raises(ValueError, match="perf-table"):
-        run_all.update_readme(quick_doc, readme)
+        render_readme.replace_section("no markers", "perf-table", table)
 
 
 def test_a_broken_backbone_is_reported_and_fails_the_run(tmp_path, monkeypatch):
