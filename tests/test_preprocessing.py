@@ -244,3 +244,66 @@ def test_loader_cache_stores_silent_clips_as_none():
         assert protocol_waveform(silent, 16000, 32000, "fastvideo") is None
         assert protocol_waveform(silent, 16000, 32000, "fastvideo") is None
     assert (cache.misses, cache.hits) == (1, 1)
+
+
+def test_loader_cache_waits_for_a_load_in_flight_instead_of_repeating_it(monkeypatch):
+    import threading
+
+    from torchmetrics_av import preprocessing
+    from torchmetrics_av.preprocessing import LoaderCache, protocol_waveform
+
+    clip, other = torch.randn(1, 8000), torch.randn(1, 8000)
+    cache = LoaderCache()
+    with cache.active():
+        protocol_waveform(clip, 16000, 32000, "fastvideo")  # the call is learnt
+    started, release = threading.Event(), threading.Event()
+    original, computed = preprocessing._protocol_waveform, []
+
+    def slow(x, *args):
+        computed.append(threading.current_thread().name)
+        started.set()
+        release.wait(timeout=30)
+        return original(x, *args)
+
+    monkeypatch.setattr(preprocessing, "_protocol_waveform", slow)
+    worker = threading.Thread(target=cache.prefetch, args=(other, 16000), name="decoder")
+    worker.start()
+    assert started.wait(timeout=30)
+    threading.Timer(0.2, release.set).start()
+    with cache.active():
+        got = protocol_waveform(other, 16000, 32000, "fastvideo")  # waits for the decoder thread's load
+    worker.join()
+    assert computed == ["decoder"] and (cache.misses, cache.hits) == (1, 1)
+    assert torch.equal(
+        got,
+        original(
+            other, 16000, preprocessing._LoaderCall(32000, preprocessing.get_protocol("fastvideo"), None, None, False)
+        ),
+    )
+
+
+def test_a_failed_prefetch_leaves_the_load_to_the_caller(monkeypatch):
+    from torchmetrics_av import preprocessing
+    from torchmetrics_av.preprocessing import LoaderCache, protocol_waveform
+
+    clip = torch.randn(1, 8000)
+    cache = LoaderCache()
+    with cache.active():
+        protocol_waveform(clip, 16000, 32000, "fastvideo")
+        protocol_waveform(clip, 16000, 16000, "av-benchmark")  # two calls learnt
+    original = preprocessing._protocol_waveform
+
+    def fails_once(x, *args):
+        monkeypatch.setattr(preprocessing, "_protocol_waveform", original)
+        raise RuntimeError("decoder-thread failure")
+
+    monkeypatch.setattr(preprocessing, "_protocol_waveform", fails_once)
+    other = torch.randn(1, 8000)
+    with pytest.raises(RuntimeError, match="decoder-thread"):
+        cache.prefetch(other, 16000)
+    with cache.active():  # neither the failed load nor the one never started is stored: both computed here
+        a = protocol_waveform(other, 16000, 32000, "fastvideo")
+        b = protocol_waveform(other, 16000, 16000, "av-benchmark")
+    assert torch.equal(a, protocol_waveform(other, 16000, 32000, "fastvideo"))
+    assert torch.equal(b, protocol_waveform(other, 16000, 16000, "av-benchmark"))
+    assert cache.misses == 4

@@ -29,6 +29,7 @@ import numbers
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -425,6 +426,10 @@ def _protocol_waveform(clip: Tensor, sample_rate: int, call: _LoaderCall) -> Ten
 _ClipKey = tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype, str]
 
 
+class _Abandoned(Exception):
+    """A :class:`LoaderCache` load another thread will not deliver: the waiter computes it."""
+
+
 class LoaderCache:
     """:func:`protocol_waveform` outputs of the clips a caller holds: computed once, and optionally ahead of time.
 
@@ -459,8 +464,9 @@ class LoaderCache:
     """
 
     def __init__(self) -> None:
-        # clip memory -> (version, the clip, {(sample rate, call): waveform}); None waveforms are silent clips.
-        self._entries: dict[_ClipKey, tuple[int, Tensor, dict[tuple[int, _LoaderCall], Tensor | None]]] = {}
+        # clip memory -> (version, the clip, {(sample rate, call): the load's future}); a load still running on
+        # another thread is waited for, not repeated. A None waveform is a silent clip.
+        self._entries: dict[_ClipKey, tuple[int, Tensor, dict[tuple[int, _LoaderCall], Future]]] = {}
         self._calls: dict[_LoaderCall, None] = {}  # the calls seen, in order (a dict as an ordered set)
         self._lock = threading.Lock()
         self.hits = 0
@@ -473,14 +479,36 @@ class LoaderCache:
     def _key(clip: Tensor) -> _ClipKey:
         return (clip.data_ptr(), tuple(clip.shape), tuple(clip.stride()), clip.dtype, str(clip.device))
 
-    def _lookup(self, clip: Tensor) -> dict[tuple[int, _LoaderCall], Tensor | None]:
-        """The stored outputs of ``clip`` (a new, empty record if unknown or edited in place since); under the lock."""
+    def _claim(self, clip: Tensor, sample_rate: int, call: _LoaderCall) -> tuple[Future, bool]:
+        """Under the lock: the future of this load, and whether the caller must compute it (nobody has started)."""
         key, version = self._key(clip), clip._version
         entry = self._entries.get(key)
-        if entry is None or entry[0] != version:
+        if entry is None or entry[0] != version:  # unknown, or edited in place since: its outputs are stale
             entry = (version, clip, {})
             self._entries[key] = entry
-        return entry[2]
+        future = entry[2].get((sample_rate, call))
+        if future is not None:
+            return future, False
+        future = entry[2][(sample_rate, call)] = Future()
+        return future, True
+
+    def _release(self, future: Future, clip: Tensor, sample_rate: int, call: _LoaderCall) -> None:
+        """Unstore a load that will not complete and tell its waiters to compute it themselves."""
+        with self._lock:
+            entry = self._entries.get(self._key(clip))
+            if entry is not None and entry[2].get((sample_rate, call)) is future:
+                del entry[2][(sample_rate, call)]
+        future.set_exception(_Abandoned())
+
+    def _compute(self, future: Future, clip: Tensor, sample_rate: int, call: _LoaderCall) -> Tensor | None:
+        try:
+            out = _protocol_waveform(clip, sample_rate, call)
+        except BaseException:
+            # Nothing is stored and nobody is handed this thread's exception: each caller meets its own.
+            self._release(future, clip, sample_rate, call)
+            raise
+        future.set_result(out)
+        return out
 
     @contextlib.contextmanager
     def active(self) -> Iterator[LoaderCache]:
@@ -492,31 +520,44 @@ class LoaderCache:
             _ACTIVE_LOADER_CACHE.reset(token)
 
     def waveform(self, clip: Tensor, sample_rate: int, call: _LoaderCall) -> Tensor | None:
-        """:func:`protocol_waveform`'s output for ``clip``: stored, or computed and stored."""
-        with self._lock:
-            self._calls.setdefault(call, None)
-            outputs = self._lookup(clip)
-            if (sample_rate, call) in outputs:
+        """:func:`protocol_waveform`'s output for ``clip``: stored, awaited (another thread is computing it), or
+        computed here and stored.
+        """
+        while True:
+            with self._lock:
+                self._calls.setdefault(call, None)
+                future, mine = self._claim(clip, sample_rate, call)
+            if mine:
+                with self._lock:
+                    self.misses += 1
+                return self._compute(future, clip, sample_rate, call)
+            try:
+                out = future.result()
+            except _Abandoned:  # the thread computing it failed or gave up: compute here
+                continue
+            with self._lock:
                 self.hits += 1
-                return outputs[(sample_rate, call)]
-            self.misses += 1
-        out = _protocol_waveform(clip, sample_rate, call)
-        with self._lock:
-            self._lookup(clip).setdefault((sample_rate, call), out)
-        return out
+            return out
 
     def prefetch(self, clip: Tensor, sample_rate: int) -> int:
         """Run every loader call seen so far on ``clip`` (at ``sample_rate`` Hz) and store the outputs; thread-safe.
+
+        Raises:
+            Exception: what the loader raised (nothing is stored for that call).
 
         Returns:
             The number of waveforms computed.
         """
         with self._lock:
-            todo = [c for c in self._calls if (sample_rate, c) not in self._lookup(clip)]
-        for call in todo:
-            out = _protocol_waveform(clip, sample_rate, call)
-            with self._lock:
-                self._lookup(clip).setdefault((sample_rate, call), out)
+            claims = [(call, *self._claim(clip, sample_rate, call)) for call in self._calls]
+        todo = [(call, future) for call, future, mine in claims if mine]
+        for i, (call, future) in enumerate(todo):
+            try:
+                self._compute(future, clip, sample_rate, call)
+            except BaseException:
+                for later_call, later in todo[i + 1 :]:  # claimed, never to be computed here
+                    self._release(later, clip, sample_rate, later_call)
+                raise
         return len(todo)
 
     def forget(self, clips: Sequence[Tensor]) -> int:
