@@ -182,12 +182,24 @@ def duration_of(path: Path) -> float | None:
         return None
 
 
-def by_length(stems: Sequence[str], paths: dict[str, Path]) -> list[str]:
+def by_length(stems: Sequence[str], paths: dict[str, Path], workers: int = 1) -> list[str]:
     """``stems`` longest first by declared duration (:func:`duration_of`; ties and unknown lengths by stem, unknown
     last), so that a batch holds clips of similar lengths: equal-length clips share a forward where a backbone
-    batches by length (PANNs), and the longest batch, the memory peak, comes first.
+    batches by length (PANNs), and the longest batch, the memory peak, comes first. Headers are read on ``workers``
+    threads.
+
+    Example:
+        >>> import tempfile, numpy as np, soundfile as sf
+        >>> from pathlib import Path
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for stem, seconds in (("a", 1), ("b", 3), ("c", 2)):
+        ...     sf.write(folder / f"{stem}.wav", np.zeros(8000 * seconds), 8000)
+        >>> paths = {s: folder / f"{s}.wav" for s in ("a", "b", "c", "missing")}  # missing.wav does not exist
+        >>> by_length(["a", "b", "c", "missing"], paths)
+        ['b', 'c', 'a', 'missing']
     """
-    lengths = {stem: duration_of(paths[stem]) for stem in stems}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # a video header is a few ms to open
+        lengths = dict(zip(stems, pool.map(duration_of, [paths[s] for s in stems])))
     return sorted(stems, key=lambda s: (lengths[s] is None, -(lengths[s] or 0.0), s))
 
 

@@ -218,7 +218,7 @@ def _batched(
     """Batches of ``--batch-size`` decoded files of ``stems`` in ``--batch-order``, decoded (and resampled) on
     ``--num-workers`` threads up to one batch ahead of the model.
     """
-    order = by_length(stems, paths) if args.batch_order == "length" else list(stems)
+    order = by_length(stems, paths, args.num_workers) if args.batch_order == "length" else list(stems)
     ahead = args.batch_size + args.num_workers
     return batches(_without_broken(bounded_map(load, order, args.num_workers, ahead), progress), args.batch_size)
 
