@@ -131,3 +131,17 @@ def test_loader_cache_is_off_outside_the_cli():
     a = preprocessing.protocol_waveform(clip, 16000, 32000, "fastvideo")
     b = preprocessing.protocol_waveform(clip, 16000, 32000, "fastvideo")
     assert a is not b and torch.equal(a, b)
+
+
+def test_declared_durations_of_audio_video_and_broken_files(tmp_path):
+    from tests.test_cli import _write_video
+    from torchmetrics_av.cli.inputs import by_length, duration_of
+
+    _write_video(tmp_path / "v.mp4", 2.0, seed=0)
+    soundfile.write(tmp_path / "a.flac", audio_batch(1, 1.5, 22050)[0].numpy(), 22050)
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    assert duration_of(tmp_path / "v.mp4") == pytest.approx(2.0, abs=0.15)  # AAC priming: about a frame
+    assert duration_of(tmp_path / "a.flac") == pytest.approx(1.5, abs=1 / 22050)
+    assert duration_of(tmp_path / "bad.mp4") is None and duration_of(tmp_path / "none.wav") is None
+    paths = {s: tmp_path / f for s, f in (("v", "v.mp4"), ("a", "a.flac"), ("bad", "bad.mp4"))}
+    assert by_length(["a", "bad", "v"], paths, workers=2) == ["v", "a", "bad"]
