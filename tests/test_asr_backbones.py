@@ -170,3 +170,30 @@ def test_shared_input_checks_and_language_codes():
     assert language_code("EN_us", ["en"]) == "en"
     assert language_code("Mandarin", ["zh"], {"mandarin": "zh"}) == "zh"
     assert language_code("cjk", ["zh", "ja"]) is None
+
+
+@pytest.mark.parametrize(
+    "backend,arg",
+    [("whisper", "batch_size"), ("whisper", "max_new_tokens"), ("glm_asr", "batch_size"),
+     ("glm_asr", "max_new_tokens"), ("openai-whisper", "batch_size")],
+)  # fmt: skip
+@pytest.mark.parametrize("bad", [0, 2.5, "8", True], ids=repr)
+def test_counts_must_be_positive_ints(backend, arg, bad):
+    # The library-wide check: a bool is not a count (`batch_size=True` used to pass as 1).
+    from torchmetrics_av.backbones import GLMASR, HFWhisper, Whisper
+
+    cls = {"whisper": HFWhisper, "glm_asr": GLMASR, "openai-whisper": Whisper}[backend]
+    with pytest.raises(ValueError, match=f"`{arg}` must be a positive int"):
+        cls(pretrained=False, **{arg: bad})
+
+
+def test_config_overrides_only_shape_random_models(tmp_path):
+    from torchmetrics_av.backbones import GLMASR, HFWhisper, Whisper
+
+    for make, arg in (
+        (lambda: HFWhisper(config={"d_model": 64}), "config"),
+        (lambda: GLMASR(weights=tmp_path, pretrained=False, config={}), "config"),
+        (lambda: Whisper(dims={"n_audio_state": 64}), "dims"),
+    ):
+        with pytest.raises(ValueError, match=f"`{arg}` only applies to `pretrained=False`"):
+            make()

@@ -194,20 +194,8 @@ def _all_vs_all(b: _Batch) -> dict[str, Any] | None:
     return kw
 
 
-def _fd_pairs(b: _Batch) -> dict[str, Any] | None:
-    if not b.paired:
-        return None
-    return {
-        "preds": b.preds,
-        "target": b.target,
-        "sample_rate": b.rate,
-        "target_sample_rate": b.target_rate,
-        "ids": b.ids,
-        "target_ids": b.ids,
-    }
-
-
 def _kl_pairs(b: _Batch) -> dict[str, Any] | None:
+    """KL-PANNS / KL-PASST: the (generated, reference) pairs, one id per pair."""
     if not b.paired:
         return None
     return {
@@ -217,6 +205,12 @@ def _kl_pairs(b: _Batch) -> dict[str, Any] | None:
         "target_sample_rate": b.target_rate,
         "ids": b.ids,
     }
+
+
+def _fd_pairs(b: _Batch) -> dict[str, Any] | None:
+    """FD-PASST: the pairs only (av-benchmark's unroll_paired_dict), each side keeping the pair's id."""
+    kw = _kl_pairs(b)
+    return None if kw is None else {**kw, "target_ids": b.ids}
 
 
 def _generated(b: _Batch) -> dict[str, Any] | None:

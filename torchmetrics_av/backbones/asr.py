@@ -23,11 +23,11 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 # Every ASR front end here (Whisper log-mel, GLM-ASR's Whisper features, SenseVoice fbank) expects 16 kHz.
 ASR_SAMPLE_RATE = 16000
@@ -126,3 +126,54 @@ class HintWarner:
                 f"language hint {hint!r} is not a language of {self.backbone}; it will detect the language itself",
                 stacklevel=3,
             )
+
+
+def check_random_init_config(
+    config: Mapping[str, Any] | None, weights: Any, pretrained: bool, name: str = "config"
+) -> None:
+    """Reject architecture overrides (``config=``, ``dims=``) for a checkpoint load: they only shape random models.
+
+    Raises:
+        ValueError: ``config`` is given together with ``weights`` or ``pretrained=True``.
+
+    Example:
+        >>> check_random_init_config({"d_model": 64}, None, pretrained=False)
+    """
+    if config is not None and (weights is not None or pretrained):
+        raise ValueError(f"`{name}` only applies to `pretrained=False`; a checkpoint defines its own shapes")
+
+
+def language_batches(codes: Sequence[str | None], batch_size: int) -> Iterator[tuple[str | None, list[int]]]:
+    """Clip indices in batches of at most ``batch_size`` that share one language code (one ``language=`` per call).
+
+    Codes come in first-seen order, each one's clips in input order, so one code (all ``None``) gives the plain
+    consecutive batches.
+
+    Example:
+        >>> list(language_batches(["en", None, "en", "en"], 2))
+        [('en', [0, 2]), ('en', [3]), (None, [1])]
+    """
+    for code in dict.fromkeys(codes):
+        idx = [i for i, c in enumerate(codes) if c == code]
+        for start in range(0, len(idx), batch_size):
+            yield code, idx[start : start + batch_size]
+
+
+class ASRModule(nn.Module):
+    """Base of the ASR backbones here: 16 kHz :attr:`sample_rate`, :attr:`device` of ``self.model``, ``forward``.
+
+    Subclasses set ``self.model`` (the ``nn.Module`` holding the weights) and implement
+    :meth:`ASRBackbone.transcribe`, which ``forward`` calls with FastVideo's ``force_language=False``.
+    """
+
+    sample_rate = ASR_SAMPLE_RATE
+    model: nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model parameters."""
+        return next(self.model.parameters()).device
+
+    def forward(self, waves: Sequence[Tensor], languages: Sequence[str | None] | None = None) -> list[str]:
+        """``transcribe(waves, languages, force_language=False)``."""
+        return self.transcribe(waves, languages)

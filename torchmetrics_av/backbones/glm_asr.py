@@ -28,9 +28,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, check_asr_inputs
+from torchmetrics_av.backbones.asr import (
+    ASR_SAMPLE_RATE,
+    ASRModule,
+    check_asr_inputs,
+    check_random_init_config,
+)
+from torchmetrics_av.preprocessing import check_positive_int
 from torchmetrics_av.weights import resolve_folder
 
 GLM_ASR_REPO = "zai-org/GLM-ASR-Nano-2512"
@@ -99,7 +105,7 @@ def glm_asr_processor(tokenizer: Any) -> Any:
     return GlmAsrProcessor(feature_extractor=fe, tokenizer=tokenizer)
 
 
-class GLMASR(nn.Module):
+class GLMASR(ASRModule):
     """GLM-ASR-Nano (1.5 B): 16 kHz clips -> transcripts with FastVideo's prompt and greedy ``generate``.
 
     Args:
@@ -123,8 +129,6 @@ class GLMASR(nn.Module):
         checkpoint_id: provenance, ``"<repo>@<revision or folder>"`` or ``"random-init"``.
     """
 
-    sample_rate = ASR_SAMPLE_RATE
-
     def __init__(
         self,
         weights: str | os.PathLike | None = None,
@@ -141,17 +145,12 @@ class GLMASR(nn.Module):
         super().__init__()
         from transformers import AutoProcessor, GlmAsrConfig, GlmAsrForConditionalGeneration
 
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"`max_new_tokens` must be a positive int, got {max_new_tokens!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError(f"`instruction` must be a non-empty string, got {instruction!r}")
-        if config is not None and (weights is not None or pretrained):
-            raise ValueError("`config` only applies to `pretrained=False`; a checkpoint defines its own shapes")
+        check_random_init_config(config, weights, pretrained)
         self.instruction = instruction
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
+        self.max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         if weights is not None or pretrained:
             folder = resolve_folder(
                 GLM_ASR_FOLDER, weights, revision=revision, cache_dir=cache_dir, required=["config.json"]
@@ -172,11 +171,6 @@ class GLMASR(nn.Module):
             self.model = GlmAsrForConditionalGeneration(GlmAsrConfig(text_config=text, **cfg))
             self.checkpoint_id = "random-init"
         self.eval()
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model parameters."""
-        return next(self.model.parameters()).device
 
     @property
     def prompt(self) -> str:
@@ -214,10 +208,6 @@ class GLMASR(nn.Module):
             new = out[:, inputs["input_ids"].shape[1] :]
             texts.extend(t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True))
         return texts
-
-    def forward(self, waves: Sequence[Tensor], languages: Sequence[str | None] | None = None) -> list[str]:
-        """``transcribe(waves, languages)``."""
-        return self.transcribe(waves, languages)
 
 
 def tiny_glm_asr(**overrides: Any) -> GLMASR:

@@ -39,9 +39,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, HintWarner, check_asr_inputs, language_code
+from torchmetrics_av.backbones.asr import (
+    ASR_SAMPLE_RATE,
+    ASRModule,
+    HintWarner,
+    check_asr_inputs,
+    check_random_init_config,
+    language_batches,
+    language_code,
+)
+from torchmetrics_av.preprocessing import check_positive_int
 from torchmetrics_av.weights import (
     HF_WHISPER_REVISION,
     WeightsNotFoundError,
@@ -386,7 +395,7 @@ def _state_from_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] |
     )
 
 
-class HFWhisper(nn.Module):
+class HFWhisper(ASRModule):
     """Hugging Face Whisper (default ``openai/whisper-base``): 16 kHz clips -> transcripts, FastVideo's WER ASR.
 
     Args:
@@ -411,8 +420,6 @@ class HFWhisper(nn.Module):
         checkpoint_id: provenance, ``"<name>@sha256:<digest>"`` or ``"random-init"``.
     """
 
-    sample_rate = ASR_SAMPLE_RATE
-
     def __init__(
         self,
         weights: str | os.PathLike | None = None,
@@ -427,14 +434,9 @@ class HFWhisper(nn.Module):
         super().__init__()
         from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"`max_new_tokens` must be a positive int, got {max_new_tokens!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
-        if config is not None and (weights is not None or pretrained):
-            raise ValueError("`config` only applies to `pretrained=False`; a checkpoint defines its own shapes")
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
+        check_random_init_config(config, weights, pretrained)
+        self.max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         self.checkpoint_id = "random-init"
         state = None
         cfg = dict(WHISPER_BASE_CONFIG)
@@ -473,11 +475,6 @@ class HFWhisper(nn.Module):
         self._warn = HintWarner("this Whisper model")
         self.eval()
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the model parameters."""
-        return next(self.model.parameters()).device
-
     def features(self, waves: Sequence[Tensor]) -> Tensor:
         """``WhisperProcessor`` log-mel of each clip (first 30 s, zero-padded), ``(B, 80, 3000)`` in the model dtype.
 
@@ -514,17 +511,14 @@ class HFWhisper(nn.Module):
         codes = [self.language_code(h) if force_language else None for h in hints]
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         out: list[list[int]] = [[] for _ in waves]
-        for code in dict.fromkeys(codes):
-            idx = [i for i, c in enumerate(codes) if c == code]
-            for start in range(0, len(idx), self.batch_size):
-                chunk = idx[start : start + self.batch_size]
-                kwargs = {} if code is None else {"language": code}
-                ids = self.model.generate(
-                    input_features=self.features([waves[i] for i in chunk]), max_new_tokens=limit, **kwargs
-                )
-                for i, row in zip(chunk, ids.tolist()):
-                    # Batched rows are right-padded with the pad (= end-of-text) token.
-                    out[i] = row[: row.index(EOT)] if EOT in row else row
+        for code, chunk in language_batches(codes, self.batch_size):
+            kwargs = {} if code is None else {"language": code}
+            ids = self.model.generate(
+                input_features=self.features([waves[i] for i in chunk]), max_new_tokens=limit, **kwargs
+            )
+            for i, row in zip(chunk, ids.tolist()):
+                # Batched rows are right-padded with the pad (= end-of-text) token.
+                out[i] = row[: row.index(EOT)] if EOT in row else row
         return out
 
     def decode(self, tokens: Sequence[Sequence[int]]) -> list[str]:
@@ -543,10 +537,6 @@ class HFWhisper(nn.Module):
         language of every clip.
         """
         return self.decode(self.generate_tokens(waves, languages, force_language))
-
-    def forward(self, waves: Sequence[Tensor], languages: Sequence[str | None] | None = None) -> list[str]:
-        """``transcribe(waves, languages, force_language=False)``."""
-        return self.transcribe(waves, languages)
 
 
 def tiny_hf_whisper(**overrides: Any) -> HFWhisper:

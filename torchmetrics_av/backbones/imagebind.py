@@ -44,6 +44,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from torchmetrics_av.backbones.layers import Mlp
 from torchmetrics_av.preprocessing import UINT8_MAX, ffmpeg_fps_indices, resample
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
@@ -168,17 +169,6 @@ class _TokenPreprocessor(nn.Module):
         return tokens + self.pos_embedding_helper.pos_embed
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class _Block(nn.Module):
     """Pre-LN block ``x + MHA(LN1(x))``, ``x + MLP(LN2(x))`` on sequence-first ``(L, B, D)`` tokens.
 
@@ -189,7 +179,7 @@ class _Block(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, num_heads, bias=True, add_bias_kv=add_bias_kv)
         self.norm_1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.mlp = _Mlp(dim, MLP_RATIO * dim)
+        self.mlp = Mlp(dim, MLP_RATIO * dim)
         self.norm_2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
 
     def forward(self, x: Tensor) -> Tensor:

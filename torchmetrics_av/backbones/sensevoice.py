@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, HintWarner, check_asr_inputs, language_code
+from torchmetrics_av.backbones.asr import ASR_SAMPLE_RATE, ASRModule, HintWarner, check_asr_inputs, language_code
 from torchmetrics_av.weights import FSMN_VAD_REVISION, SENSEVOICE_REVISION, WeightsNotFoundError, resolve_folder
 
 SENSEVOICE_REPO = "FunAudioLLM/SenseVoiceSmall"
@@ -90,7 +90,7 @@ def _require_funasr() -> None:
         ) from err
 
 
-class SenseVoice(nn.Module):
+class SenseVoice(ASRModule):
     """SenseVoice-Small with FSMN-VAD segmentation (FunASR): 16 kHz clips -> transcripts, FastVideo's settings.
 
     Args:
@@ -124,8 +124,6 @@ class SenseVoice(nn.Module):
         >>> asr.transcribe([0.1 * torch.randn(16000)])  # doctest: +SKIP
         ['...']
     """
-
-    sample_rate = ASR_SAMPLE_RATE
 
     def __init__(
         self,
@@ -186,11 +184,6 @@ class SenseVoice(nn.Module):
         self._warn = HintWarner("SenseVoice")
         self.eval()
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the model parameters."""
-        return next(self.model.parameters()).device
-
     def language_code(self, hint: str | None) -> str:
         """SenseVoice's language for ``hint`` (``zh``/``en``/``yue``/``ja``/``ko``), else ``"auto"``; warns once."""
         code = sensevoice_language(hint)
@@ -223,10 +216,6 @@ class SenseVoice(nn.Module):
             res = self.pipeline.generate(input=wave.detach().cpu().numpy(), cache={}, **kwargs)
             texts.append(rich_transcription_postprocess(res[0]["text"]).strip() if res else "")
         return texts
-
-    def forward(self, waves: Sequence[Tensor], languages: Sequence[str | None] | None = None) -> list[str]:
-        """``transcribe(waves, languages, force_language=False)``."""
-        return self.transcribe(waves, languages)
 
 
 # Toy vocabulary for the tiny model's sentencepiece tokenizer (trained offline in milliseconds).

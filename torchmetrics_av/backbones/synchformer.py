@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchmetrics_av.backbones.layers import Mlp
 from torchmetrics_av.functional.desync import NUM_OFFSET_CLASSES, offset_grid
 from torchmetrics_av.preprocessing import UINT8_MAX, ffmpeg_fps_indices, resample, to_mono, to_signed_unit
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
@@ -143,16 +144,6 @@ class _Proj(nn.Module):
         self.proj = conv
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class _DividedAttention(nn.Module):
     """Multi-head attention restricted to time groups or space groups, with a global CLS token.
 
@@ -201,7 +192,7 @@ class _DividedBlock(nn.Module):
         self.attn = _DividedAttention(dim, num_heads)
         self.timeattn = _DividedAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=VIT_LN_EPS)
-        self.mlp = _Mlp(dim, 4 * dim)
+        self.mlp = Mlp(dim, 4 * dim)
         self.norm3 = nn.LayerNorm(dim, eps=VIT_LN_EPS)
 
     def forward(self, x: Tensor, frames: int) -> Tensor:

@@ -21,15 +21,22 @@ Example:
 from __future__ import annotations
 
 import os
-import re
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from torchmetrics_av.backbones.asr import (
+    ASRModule,
+    HintWarner,
+    check_asr_inputs,
+    check_random_init_config,
+    language_batches,
+    language_code,
+)
+from torchmetrics_av.preprocessing import check_positive_int
 from torchmetrics_av.weights import (
     CHECKPOINTS,
     WHISPER_ALIASES,
@@ -129,13 +136,10 @@ def whisper_language(hint: str | None, multilingual: bool = True, num_languages:
         return None
     from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
 
-    codes = list(LANGUAGES)[:num_languages]
-    key = hint.strip().lower()
-    candidates = [key, TO_LANGUAGE_CODE.get(key), re.split(r"[-_]", key)[0]]
-    return next((c for c in candidates if c in codes), None)
+    return language_code(hint, list(LANGUAGES)[:num_languages], TO_LANGUAGE_CODE)
 
 
-class Whisper(nn.Module):
+class Whisper(ASRModule):
     """Whisper speech recogniser: 16 kHz mono clips -> transcripts, greedy, batched.
 
     Args:
@@ -156,7 +160,6 @@ class Whisper(nn.Module):
         checkpoint_id: provenance string, ``"<name>@sha256:<digest>"`` or ``"random-init"``.
     """
 
-    sample_rate = WHISPER_SAMPLE_RATE
     # precision= (torchmetrics_av.precision): the audio encoder under autocast; greedy decoding stays float32.
     autocast_modules = ("model.encoder",)
 
@@ -177,15 +180,12 @@ class Whisper(nn.Module):
 
         if sample_len is not None and (not isinstance(sample_len, int) or sample_len < 1):
             raise ValueError(f"`sample_len` must be a positive int or None, got {sample_len!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
-        if dims is not None and (weights is not None or pretrained):
-            raise ValueError("`dims` only applies to `pretrained=False`; a checkpoint carries its own dims")
+        check_random_init_config(dims, weights, pretrained, "dims")
         self.name = name
         self.sample_len = sample_len
-        self.batch_size = batch_size
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         self.checkpoint_id = "random-init"
-        self._warned_hints: set[str] = set()
+        self._warn = HintWarner("this Whisper model")
         if weights is not None or pretrained:
             if weights is None:
                 ckpt = whisper_checkpoint(name)
@@ -223,20 +223,11 @@ class Whisper(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------------------
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the model parameters."""
-        return next(self.model.parameters()).device
-
     def language_code(self, hint: str | None) -> str | None:
         """The Whisper language code for ``hint`` (see :func:`whisper_language`); warns once per unknown hint."""
         code = whisper_language(hint, self.model.is_multilingual, self.model.num_languages)
-        if hint is not None and code is None and hint not in self._warned_hints:
-            self._warned_hints.add(hint)
-            warnings.warn(
-                f"language hint {hint!r} is not a language of this Whisper model; it will detect the language itself",
-                stacklevel=3,
-            )
+        if hint is not None and code is None:
+            self._warn(hint)
         return code
 
     def log_mel(self, audio: Sequence[Tensor]) -> Tensor:
@@ -279,8 +270,7 @@ class Whisper(nn.Module):
         codes = [self.language_code(h) for h in hints]
         fp16 = next(self.model.parameters()).dtype == torch.float16
         results: list[Any] = [None] * len(audio)
-        for code in dict.fromkeys(codes):
-            idx = [i for i, c in enumerate(codes) if c == code]
+        for code, chunk in language_batches(codes, self.batch_size):
             options = whisper.DecodingOptions(
                 task="transcribe",
                 language=code,
@@ -289,11 +279,9 @@ class Whisper(nn.Module):
                 sample_len=self.sample_len,
                 fp16=fp16,
             )
-            for start in range(0, len(idx), self.batch_size):
-                chunk = idx[start : start + self.batch_size]
-                mel = self.log_mel([audio[i] for i in chunk])
-                for i, res in zip(chunk, whisper.decode(self.model, mel, options)):
-                    results[i] = res
+            mel = self.log_mel([audio[i] for i in chunk])
+            for i, res in zip(chunk, whisper.decode(self.model, mel, options)):
+                results[i] = res
         return results
 
     def forward(self, audio: Sequence[Tensor], languages: Sequence[str | None] | None = None) -> list[str]:
@@ -319,7 +307,5 @@ class Whisper(nn.Module):
         ``force_language=True`` forwards the hints (each one naming a Whisper language forces it); ``False``
         ignores them, so Whisper detects every clip's language.
         """
-        from torchmetrics_av.backbones.asr import check_asr_inputs
-
         waves, hints = check_asr_inputs(waves, languages)
         return self.forward(waves, hints if force_language else None)

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchmetrics_av.backbones.layers import Mlp
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Constants. HTSAT's front end reads msclap/models/config.py (sample_rate 32000, window 1024, hop 320, 64 mels,
 # fmin 50, fmax 14000) and ignores config_2023.yml's values (fmax 8000): the mel bank is built for 32 kHz although
@@ -252,16 +254,6 @@ def shifted_window_mask(side: int, ws: int, shift: int) -> Tensor:
     return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class _WindowAttention(nn.Module):
     def __init__(self, dim: int, ws: int, heads: int) -> None:
         super().__init__()
@@ -298,7 +290,7 @@ class _SwinBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = _WindowAttention(dim, ws, heads)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.mlp = _Mlp(dim, 4 * dim)
+        self.mlp = Mlp(dim, 4 * dim)
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, c = x.shape
