@@ -33,11 +33,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.base import clip_groups, dedup_rows, require_extra, row_keys  # noqa: F401 - re-exported
+from torchmetrics_av.base import (  # noqa: F401 - clip_groups, dedup_rows, row_keys re-exported
+    BackboneMetric,
+    clip_groups,
+    dedup_rows,
+    require_extra,
+    row_keys,
+)
+from torchmetrics_av.preprocessing import RESAMPLERS, Resampler
 from torchmetrics_av.protocols import ProtocolSpec
 
 # Every audio embedder a set metric (FD, KAD) or a classifier metric (KL, IS) accepts, by name.
@@ -250,3 +258,86 @@ def embed_set(
         "silent": n_clips - len(kept),
         "nonfinite": sum(r.shape[0] for r, ok in zip(per_clip, finite) if not ok),
     }
+
+
+class AudioBackboneMetric(BackboneMetric):
+    """Base of the metrics on an :data:`AUDIO_BACKBONES` model (FD, KAD, KL, IS): one backbone and loader rule.
+
+    The constructor resolves ``backbone=`` (:func:`resolve_backbone`), fails at once when the named backbone's
+    optional dependency is missing, and keeps the name in :attr:`backbone_name`; the model is built on first use
+    (:func:`build_backbone` from ``weights``). :meth:`_set_loader` checks and stores the loader settings the
+    subclass takes (``duration``, ``resampler``).
+
+    Args:
+        backbone: a name of ``allowed`` or an instance (see :func:`resolve_backbone`).
+        allowed: the backbone names the subclass accepts.
+        weights: local path of the official checkpoint when ``backbone`` is a name.
+        protocol: a name of :data:`~torchmetrics_av.protocols.PROTOCOLS`.
+        kwargs: forwarded to :class:`~torchmetrics_av.base.BackboneMetric`.
+
+    Example:
+        >>> from torchmetrics_av import InceptionScore
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> isc = InceptionScore(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("panns"))
+        >>> isinstance(isc, AudioBackboneMetric), isc.backbone_name, isc.duration
+        (True, 'panns', 8.0)
+    """
+
+    # Set by the constructor and by `_set_loader`.
+    backbone_name: str
+    duration: float | None
+    resampler: Resampler | None
+
+    def __init__(
+        self,
+        backbone: str | nn.Module,
+        allowed: Sequence[str],
+        weights: str | os.PathLike | None = None,
+        protocol: str = "fastvideo",
+        **kwargs: Any,
+    ) -> None:
+        name, instance = resolve_backbone(backbone, allowed, type(self).__name__)
+        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
+        if instance is None:
+            require_backbone_extra(name, type(self).__name__)
+        self.backbone_name = name
+
+    def _build_backbone(self) -> nn.Module:
+        return build_backbone(self.backbone_name, self.weights)
+
+    def _held_backbone(self) -> nn.Module | None:
+        """The backbone held now (in the constructor: the injected instance, or ``None``), never building one."""
+        return self.__dict__["_backbone"]
+
+    def _set_loader(self, duration: float | None, audio_length: float | None, resampler: Resampler | None) -> None:
+        """Check and store ``duration`` (its deprecated alias ``audio_length``) and the ``resampler`` override.
+
+        The shortest accepted ``duration`` is the model's shortest input (PaSST pads to 10 s: no minimum).
+
+        Raises:
+            ValueError: a ``duration`` the protocol does not take or the model cannot use, an unknown resampler.
+        """
+        name = self.backbone_name
+        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
+        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
+        if resampler is not None and resampler not in RESAMPLERS:
+            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
+        self.resampler = resampler
+
+
+class DurationAlias:
+    """Mixin of the metrics that took ``audio_length=`` (FD, KAD, KL): its read-only attribute, now ``duration``.
+
+    Example:
+        >>> from torchmetrics_av import KLDivergence
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> KLDivergence(protocol="av-benchmark", backbone=tiny_backbone("panns")).audio_length
+        8.0
+    """
+
+    duration: float | None
+
+    @property
+    def audio_length(self) -> float | None:
+        """Deprecated name of :attr:`duration`."""
+        return self.duration

@@ -18,22 +18,19 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
-    build_backbone,
+    AudioBackboneMetric,
+    DurationAlias,
     clip_groups,
     dedup_rows,
     embed_set,
     embedding_dim,
-    min_samples_of,
     prepare_set,
-    require_backbone_extra,
-    resolve_backbone,
     sample_rate_of,
 )
 from torchmetrics_av.base import (
     BOOTSTRAP_CI,
     BOOTSTRAP_NUM,
     BOOTSTRAP_SEED,
-    BackboneMetric,
     Details,
     Rows,
     resolve_rates,
@@ -41,7 +38,6 @@ from torchmetrics_av.base import (
 from torchmetrics_av.functional.fad import DEFAULT_EPS, FDMethod, frechet_distance, gaussian_from_sums
 from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, fd_infinity
 from torchmetrics_av.preprocessing import (
-    RESAMPLERS,
     AudioInput,
     Resampler,
     as_clip_list,
@@ -59,7 +55,7 @@ SIDES: tuple[str, ...] = ("preds", "target")
 MIN_EMBEDDINGS = 2
 
 
-class FrechetAudioDistance(BackboneMetric):
+class FrechetAudioDistance(DurationAlias, AudioBackboneMetric):
     r"""Fréchet distance between Gaussians fitted to embeddings of generated and reference audio (FD_PaSST/PANNs/VGG).
 
     .. math::
@@ -186,28 +182,19 @@ class FrechetAudioDistance(BackboneMetric):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        name, instance = resolve_backbone(
-            "passt" if backbone is None else backbone, AUDIO_BACKBONES, type(self).__name__
-        )
-        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
-        if instance is None:
-            require_backbone_extra(name, type(self).__name__)
-        self.backbone_name = name
+        super().__init__("passt" if backbone is None else backbone, AUDIO_BACKBONES, weights, protocol, **kwargs)
         if method not in FD_METHODS:
             raise ValueError(f"`method` must be one of {FD_METHODS}, got {method!r}")
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) or eps <= 0:
             raise ValueError(f"`eps` must be a positive finite float, got {eps!r}")
-        if resampler is not None and resampler not in RESAMPLERS:
-            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
-        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
-        self.resampler, self.method, self.eps = resampler, method, float(eps)
+        self._set_loader(duration, audio_length, resampler)
+        self.method, self.eps = method, float(eps)
         self.reset_real_features = check_bool(reset_real_features, "reset_real_features")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.keep_rows = check_bool(keep_rows, "keep_rows")
-        self.num_features = embedding_dim(name, instance)
+        self.num_features = embedding_dim(self.backbone_name, self._held_backbone())
         d = self.num_features
         for side in SIDES:
             self.add_float64_state(f"{side}_sum", (d,))
@@ -226,14 +213,6 @@ class FrechetAudioDistance(BackboneMetric):
         self.register_buffer("loaded_target_outer", torch.zeros(d, d, dtype=torch.float64))
         self.register_buffer("loaded_target_n", torch.zeros((), dtype=torch.float64))
         self._float64_buffers += ["loaded_target_sum", "loaded_target_outer", "loaded_target_n"]
-
-    @property
-    def audio_length(self) -> float | None:
-        """Deprecated name of :attr:`duration`."""
-        return self.duration
-
-    def _build_backbone(self) -> nn.Module:
-        return build_backbone(self.backbone_name, self.weights)
 
     # ----------------------------------------------------------------------------------------------------------------
     # life cycle: a batch is, per side, its finite embedding rows (+ ids, example index) and its counts of skipped clips

@@ -12,18 +12,15 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
-    build_backbone,
+    AudioBackboneMetric,
+    DurationAlias,
     clip_groups,
     dedup_rows,
     embed_set,
     embedding_dim,
-    min_samples_of,
     prepare_set,
-    require_backbone_extra,
-    resolve_backbone,
-    sample_rate_of,
 )
-from torchmetrics_av.base import BackboneMetric, Details, Rows, resolve_rates
+from torchmetrics_av.base import Details, Rows, resolve_rates
 from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, kad_infinity
 from torchmetrics_av.functional.kad import (
     KAD_SCALE,
@@ -33,7 +30,6 @@ from torchmetrics_av.functional.kad import (
     median_pairwise_distance,
 )
 from torchmetrics_av.preprocessing import (
-    RESAMPLERS,
     AudioInput,
     Resampler,
     as_clip_list,
@@ -49,7 +45,7 @@ KAD_KERNELS: tuple[str, ...] = ("gaussian", "iq", "imq")
 MIN_ROWS = 2
 
 
-class KernelAudioDistance(BackboneMetric):
+class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
     r"""Kernel Audio Distance (kadtk): unbiased MMD² between embeddings of generated and reference audio, ×100.
 
     .. math::
@@ -137,17 +133,10 @@ class KernelAudioDistance(BackboneMetric):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        name, instance = resolve_backbone(backbone, AUDIO_BACKBONES, type(self).__name__)
-        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
-        if instance is None:
-            require_backbone_extra(name, type(self).__name__)
-        self.backbone_name = name
+        super().__init__(backbone, AUDIO_BACKBONES, weights, protocol, **kwargs)
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
-        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
-        if resampler is not None and resampler not in RESAMPLERS:
-            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
+        self._set_loader(duration, audio_length, resampler)
         if kernel not in KAD_KERNELS:
             raise ValueError(f"`kernel` must be one of {KAD_KERNELS}, got {kernel!r}")
         if bandwidth is not None and (
@@ -160,26 +149,18 @@ class KernelAudioDistance(BackboneMetric):
             raise ValueError(f"`scale` must be a positive number (kadtk: 100), got {scale!r}")
         if kernel_dtype not in (torch.float32, torch.float64):
             raise ValueError(f"`kernel_dtype` must be torch.float32 or torch.float64, got {kernel_dtype!r}")
-        self.resampler, self.kernel, self.bandwidth_from = resampler, kernel, bandwidth_from
+        self.kernel, self.bandwidth_from = kernel, bandwidth_from
         self.bandwidth = None if bandwidth is None else float(bandwidth)
         self.scale, self.kernel_dtype = float(scale), kernel_dtype
         self.reset_real_features = check_bool(reset_real_features, "reset_real_features")
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.num_features = embedding_dim(name, instance)
+        self.num_features = embedding_dim(self.backbone_name, self._held_backbone())
         for side in SIDES:
             self.add_sample_state(f"{side}_rows", (self.num_features,))
             self.add_sample_state(f"{side}_row_ids", dtype=torch.int64)
             self.add_sample_state(f"{side}_row_example", dtype=torch.int64)
             self.add_float64_state(f"{side}_silent")
             self.add_float64_state(f"{side}_nonfinite")
-
-    @property
-    def audio_length(self) -> float | None:
-        """Deprecated name of :attr:`duration`."""
-        return self.duration
-
-    def _build_backbone(self) -> nn.Module:
-        return build_backbone(self.backbone_name, self.weights)
 
     # ----------------------------------------------------------------------------------------------------------------
     # life cycle: a batch is, per side, its embedding rows (+ ids, example index) and its counts of skipped clips
