@@ -43,11 +43,14 @@ from torchmetrics_av.base import (  # noqa: F401 - clip_groups, dedup_rows, row_
     clip_groups,
     dedup_rows,
     require_extra,
+    resolve_rates,
     row_keys,
 )
-from torchmetrics_av.preprocessing import RESAMPLERS, Resampler
+from torchmetrics_av.preprocessing import RESAMPLERS, AudioInput, Resampler, as_clip_list, sample_rates
 from torchmetrics_av.protocols import ProtocolSpec
 
+# The two sides of a set metric (FD, KAD): generated and reference clips.
+SIDES: tuple[str, ...] = ("preds", "target")
 # Every audio embedder a set metric (FD, KAD) or a classifier metric (KL, IS) accepts, by name.
 AUDIO_BACKBONES: tuple[str, ...] = ("passt", "panns", "vggish")
 # Backbones with AudioSet class logits (VGGish has none).
@@ -257,6 +260,66 @@ def embed_set(
         else torch.zeros(0, dtype=torch.int64, device=device),
         "silent": n_clips - len(kept),
         "nonfinite": sum(r.shape[0] for r, ok in zip(per_clip, finite) if not ok),
+    }
+
+
+def embed_unpaired(
+    metric: AudioBackboneMetric,
+    preds: AudioInput | None,
+    target: AudioInput | None,
+    sample_rate: int | Sequence[int] | None,
+    target_sample_rate: int | Sequence[int] | None,
+    ids: Sequence[int] | Tensor | None,
+    target_ids: Sequence[int] | Tensor | None,
+) -> dict[str, dict[str, Tensor | int] | None]:
+    """One batch of an unpaired set metric (FD, KAD): each given side's :func:`embed_set` rows and counts.
+
+    Either side may be omitted (its entry is ``None``). Every input of both sides is checked (and loaded) before the
+    model runs on either, so a bad clip raises before any forward. Rates default to the metric's ``sample_rate`` /
+    ``target_sample_rate`` (:func:`~torchmetrics_av.base.resolve_rates`).
+
+    Args:
+        metric: the metric (its backbone, protocol, loader settings, ``batch_size`` and device are used).
+        preds: generated audio, or ``None``.
+        target: reference audio, or ``None``.
+        sample_rate: rate(s) of ``preds`` in Hz, or ``None`` for the metric's.
+        target_sample_rate: rate(s) of ``target`` in Hz, or ``None`` for the metric's.
+        ids: optional non-negative int per ``preds`` clip.
+        target_ids: optional non-negative int per ``target`` clip.
+
+    Returns:
+        ``{"preds": part or None, "target": part or None}``, each part as :func:`embed_set` returns it.
+
+    Raises:
+        ValueError: no side given, ids without their side, or a bad clip, rate or id (named).
+    """
+    if preds is None and target is None:
+        raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
+    if preds is None and ids is not None:
+        raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
+    if target is None and target_ids is not None:
+        raise ValueError("`target_ids` were given without `target`")
+    rate, target_rate = resolve_rates(sample_rate, target_sample_rate, metric.sample_rate, metric.target_sample_rate)
+    name = metric.backbone_name
+    prepared = {}
+    for side, audio, r, rate_name, side_ids, ids_name in (
+        ("preds", preds, rate, "sample_rate", ids, "ids"),
+        ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
+    ):
+        if audio is None:
+            continue
+        clips = as_clip_list(audio, side)
+        rates = sample_rates(r, len(clips), rate_name)
+        id_tensor = None if side_ids is None else metric._ids_tensor(side_ids, len(clips), ids_name)
+        waves, kept = prepare_set(
+            name, clips, rates, metric.spec, resampler=metric.resampler, duration=metric.duration, side=side
+        )
+        prepared[side] = (waves, kept, len(clips), id_tensor)
+    return {
+        side: embed_set(name, metric.backbone, *prepared[side], batch_size=metric.batch_size, device=metric.device)
+        if side in prepared
+        else None
+        for side in SIDES
     }
 
 

@@ -18,13 +18,13 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
+    SIDES,
     AudioBackboneMetric,
     DurationAlias,
     clip_groups,
     dedup_rows,
-    embed_set,
+    embed_unpaired,
     embedding_dim,
-    prepare_set,
     sample_rate_of,
 )
 from torchmetrics_av.base import (
@@ -33,24 +33,20 @@ from torchmetrics_av.base import (
     BOOTSTRAP_SEED,
     Details,
     Rows,
-    resolve_rates,
 )
 from torchmetrics_av.functional.fad import DEFAULT_EPS, FDMethod, frechet_distance, gaussian_from_sums
 from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, fd_infinity
 from torchmetrics_av.preprocessing import (
     AudioInput,
     Resampler,
-    as_clip_list,
     check_bool,
     check_positive_int,
     check_sample_rate,
-    sample_rates,
 )
 
 # File format tag of saved reference statistics; bump when the layout changes.
 STATS_FORMAT = "torchmetrics-av-fd-stats-v1"
 FD_METHODS: tuple[str, ...] = ("eigh", "scipy")
-SIDES: tuple[str, ...] = ("preds", "target")
 # FD needs a covariance per side: at least two embeddings (np.cov / the unbiased N-1 estimate).
 MIN_EMBEDDINGS = 2
 
@@ -227,51 +223,13 @@ class FrechetAudioDistance(DurationAlias, AudioBackboneMetric):
         ids: Sequence[int] | Tensor | None = None,
         target_ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
-        if preds is None and target is None:
-            raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
-        if preds is None and ids is not None:
-            raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
-        if target is None and target_ids is not None:
-            raise ValueError("`target_ids` were given without `target`")
-        rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
-        # Every input of both sides is checked (and loaded) before the model runs on either.
-        prepared = {}
-        for side, audio, r, rate_name, side_ids, ids_name in (
-            ("preds", preds, rate, "sample_rate", ids, "ids"),
-            ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
-        ):
-            if audio is not None:
-                clips = as_clip_list(audio, side)
-                rates = sample_rates(r, len(clips), rate_name)
-                id_tensor = None if side_ids is None else self._ids_tensor(side_ids, len(clips), ids_name)
-                waves, kept = prepare_set(
-                    self.backbone_name,
-                    clips,
-                    rates,
-                    self.spec,
-                    resampler=self.resampler,
-                    duration=self.duration,
-                    side=side,
-                )
-                prepared[side] = (waves, kept, len(clips), id_tensor)
-        out: Rows = {}
-        for side in SIDES:
-            if side not in prepared:
-                out[side] = None
-                continue
-            waves, kept, n_clips, id_tensor = prepared[side]
-            part = embed_set(
-                self.backbone_name,
-                self.backbone,
-                waves,
-                kept,
-                n_clips,
-                id_tensor,
-                batch_size=self.batch_size,
-                device=self.device,
-            )
-            out[side] = {**part, "as_rows": self.keep_rows or id_tensor is not None}
-        return out
+        parts = embed_unpaired(self, preds, target, sample_rate, target_sample_rate, ids, target_ids)
+        # Clips given with ids (all, with keep_rows) are kept as rows; the others go into the sums.
+        given = {"preds": ids, "target": target_ids}
+        return {
+            side: None if part is None else {**part, "as_rows": self.keep_rows or given[side] is not None}
+            for side, part in parts.items()
+        }
 
     def update(
         self,

@@ -12,15 +12,15 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
+    SIDES,
     AudioBackboneMetric,
     DurationAlias,
     clip_groups,
     dedup_rows,
-    embed_set,
+    embed_unpaired,
     embedding_dim,
-    prepare_set,
 )
-from torchmetrics_av.base import Details, Rows, resolve_rates
+from torchmetrics_av.base import Details, Rows
 from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, kad_infinity
 from torchmetrics_av.functional.kad import (
     KAD_SCALE,
@@ -32,14 +32,11 @@ from torchmetrics_av.functional.kad import (
 from torchmetrics_av.preprocessing import (
     AudioInput,
     Resampler,
-    as_clip_list,
     check_bool,
     check_positive_int,
     check_sample_rate,
-    sample_rates,
 )
 
-SIDES: tuple[str, ...] = ("preds", "target")
 KAD_KERNELS: tuple[str, ...] = ("gaussian", "iq", "imq")
 # The unbiased estimator drops the kernel diagonal: each side needs two rows.
 MIN_ROWS = 2
@@ -175,35 +172,7 @@ class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
         ids: Sequence[int] | Tensor | None = None,
         target_ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
-        if preds is None and target is None:
-            raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
-        if preds is None and ids is not None:
-            raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
-        if target is None and target_ids is not None:
-            raise ValueError("`target_ids` were given without `target`")
-        rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
-        prepared = {}
-        for side, audio, r, rate_name, side_ids, ids_name in (
-            ("preds", preds, rate, "sample_rate", ids, "ids"),
-            ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
-        ):
-            if audio is None:
-                continue
-            clips = as_clip_list(audio, side)
-            rates = sample_rates(r, len(clips), rate_name)
-            id_tensor = None if side_ids is None else self._ids_tensor(side_ids, len(clips), ids_name)
-            waves, kept = prepare_set(
-                self.backbone_name, clips, rates, self.spec, resampler=self.resampler, duration=self.duration, side=side
-            )
-            prepared[side] = (waves, kept, len(clips), id_tensor)
-        return {
-            side: embed_set(
-                self.backbone_name, self.backbone, *prepared[side], batch_size=self.batch_size, device=self.device
-            )
-            if side in prepared
-            else None
-            for side in SIDES
-        }
+        return embed_unpaired(self, preds, target, sample_rate, target_sample_rate, ids, target_ids)
 
     def update(
         self,
