@@ -36,10 +36,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.signal
@@ -47,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchmetrics_av.precision import memo_tag
+from torchmetrics_av.backbones.memo import MemoisedBackbone
 from torchmetrics_av.preprocessing import (
     AVBENCH_AUDIO_LENGTH_S,
     as_clip_list,
@@ -313,7 +311,7 @@ def load_panns_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return model if isinstance(model, dict) else state
 
 
-class PANNs(nn.Module):
+class PANNs(MemoisedBackbone):
     """PANNs Cnn14 (16 kHz): prepared 16 kHz waveforms -> (2048-d embeddings, 527 AudioSet logits), batched.
 
     Args:
@@ -348,11 +346,7 @@ class PANNs(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         cache_size: int = DEFAULT_CACHE_CLIPS,
     ) -> None:
-        super().__init__()
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(f"`cache_size` must be a non-negative int (0 disables the memo), got {cache_size!r}")
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        super().__init__(cache_size)
         self.model = Cnn14(channels, num_classes)
         self.embed_dim = int(channels[-1])
         self.num_classes = num_classes
@@ -406,43 +400,8 @@ class PANNs(nn.Module):
         for i, w in enumerate(waves):
             if w.ndim != 1:
                 raise ValueError(f"`waves[{i}]` must be a 1-D 16 kHz waveform, got shape {tuple(w.shape)}")
-        dtype = self.model.fc1.weight.dtype
-        emb = torch.empty(len(waves), self.embed_dim, device=self.device, dtype=dtype)
-        logits = torch.empty(len(waves), self.num_classes, device=self.device, dtype=dtype)
-        tag = memo_tag()  # outputs at another precision are other outputs
-        keys = [f"{tag}:{_clip_key(w)}" if self.cache_size > 0 else "" for w in waves]
-        by_length: dict[int, list[int]] = {}
-        for i, (w, key) in enumerate(zip(waves, keys)):
-            hit = self._cache.get(key) if key else None
-            if hit is not None:
-                emb[i], logits[i] = hit[0].to(self.device), hit[1].to(self.device)
-                self._cache.move_to_end(key)
-            else:
-                by_length.setdefault(w.shape[-1], []).append(i)
-        for idx in by_length.values():
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                e, z = self(torch.stack([waves[i].to(self.device) for i in chunk]))
-                emb[chunk], logits[chunk] = e, z
-                for row, i in enumerate(chunk):
-                    self._remember(keys[i], e[row], z[row])
-        return emb, logits
-
-    def _remember(self, key: str, emb: Tensor, logits: Tensor) -> None:
-        if self.cache_size <= 0:
-            return
-        self._cache[key] = (emb.detach().clone(), logits.detach().clone())
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-
-    def clear_cache(self) -> None:
-        """Forget memoised clip outputs (call after changing the weights in place)."""
-        self._cache.clear()
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], *args: object, **kwargs: object) -> nn.Module:
-        # Cached outputs were computed under the old device/dtype: drop them rather than mix precisions.
-        self.__dict__.get("_cache", OrderedDict()).clear()
-        return super()._apply(fn, *args, **kwargs)
+        widths = (self.embed_dim, self.num_classes)
+        return self._embed_memoised(waves, batch_size, self.device, widths, self.model.fc1.weight.dtype)
 
     def prepare(self, clip: Tensor, sample_rate: int, duration: float | None = AVBENCH_AUDIO_LENGTH_S) -> Tensor:
         """One clip -> the 16 kHz model input, as av-benchmark's ``AudioDataset(sr=16000)`` loads it.
@@ -459,11 +418,6 @@ class PANNs(nn.Module):
             ``(T',)`` float32 with ``T' = min(ceil(16000·T/sample_rate), 16000·duration)``.
         """
         return _avbench_waveform(clip, sample_rate, duration)
-
-
-def _clip_key(w: Tensor) -> str:
-    data = w.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return f"{w.shape[-1]}:{hashlib.sha256(data).hexdigest()}"
 
 
 def _avbench_waveform(clip: Tensor, sample_rate: int, duration: float | None) -> Tensor:
