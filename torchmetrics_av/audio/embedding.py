@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -386,6 +387,77 @@ class AudioBackboneMetric(BackboneMetric):
         if resampler is not None and resampler not in RESAMPLERS:
             raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
         self.resampler = resampler
+
+
+class UnpairedSetMetric(AudioBackboneMetric):
+    """Base of the unpaired set metrics (FD, KAD): per side, kept embedding rows with their ids and example index.
+
+    A subclass declares, per side of :data:`SIDES`, the sample states ``<side>_rows`` (float64 ``(n, D)``),
+    ``<side>_row_ids`` and ``<side>_row_example`` (int64), and sets ``reset_real_features``. This class reads them
+    back de-duplicated (:meth:`per_sample`), draws the bootstrap by clip per side, and keeps the reference side over
+    ``reset()`` when asked.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av import KernelAudioDistance
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> kad = KernelAudioDistance(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("panns"),
+        ...                           reset_real_features=False)
+        >>> kad.update(preds=torch.rand(2, 8000) - 0.5, target=torch.rand(3, 8000) - 0.5)
+        >>> kad.reset()  # the reference rows stay
+        >>> {k: tuple(v.shape) for k, v in kad.per_sample().items() if k.endswith("_embeddings")}
+        {'preds_embeddings': (0, 32), 'target_embeddings': (3, 32)}
+    """
+
+    reset_real_features: bool
+
+    def _side_rows(
+        self, side: str, parts: tuple[Tensor, Tensor, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], int]:
+        """One side's rows, repeated clips dropped: ``({"<side>_ids", "<side>_example", "<side>_embeddings"}, rows
+        dropped)``, from ``parts`` (ids, example, embeddings) or else from the side's states.
+        """
+        if parts is None:
+            parts = tuple(self._cat(f"{side}_{k}") for k in ("row_ids", "row_example", "rows"))
+        ids, example, (emb,), dropped = dedup_rows(parts[0], parts[1], parts[2])
+        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
+
+    def per_sample(self) -> dict[str, Tensor]:
+        """Every rank's kept rows per side, repeated clips dropped, sorted by id (rows without id after, in arrival
+        order).
+
+        Returns:
+            ``preds_ids``, ``preds_example``, ``preds_embeddings`` and the same for ``target``.
+        """
+        with self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            process_group=self.process_group,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+            distributed_available=self.distributed_available_fn,
+        ):
+            out: dict[str, Tensor] = {}
+            for side in SIDES:
+                out.update(self._side_rows(side)[0])
+        return out
+
+    def _bootstrap_tables(self, rows: dict[str, Tensor]) -> list[tuple[tuple[str, ...], Tensor | None]]:
+        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
+        return [
+            ((f"{side}_ids", f"{side}_example", f"{side}_embeddings"), clip_groups(rows[f"{side}_example"]))
+            for side in SIDES
+        ]
+
+    def reset(self) -> None:
+        """Clear the generated side, and the reference side too when ``reset_real_features`` is True."""
+        if self.reset_real_features:
+            super().reset()
+            return
+        # reset() clears list states in place, so keep copies of the lists, not references to them.
+        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
+        super().reset()
+        for k, v in keep.items():
+            setattr(self, k, v)
 
 
 class DurationAlias:

@@ -7,7 +7,6 @@ ranks by summation; embedding rows are kept only when asked (``keep_rows`` or ``
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections.abc import Sequence
@@ -19,9 +18,8 @@ from torch import Tensor, nn
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
     SIDES,
-    AudioBackboneMetric,
     DurationAlias,
-    clip_groups,
+    UnpairedSetMetric,
     dedup_rows,
     embed_unpaired,
     embedding_dim,
@@ -51,7 +49,7 @@ FD_METHODS: tuple[str, ...] = ("eigh", "scipy")
 MIN_EMBEDDINGS = 2
 
 
-class FrechetAudioDistance(DurationAlias, AudioBackboneMetric):
+class FrechetAudioDistance(DurationAlias, UnpairedSetMetric):
     r"""Fréchet distance between Gaussians fitted to embeddings of generated and reference audio (FD_PaSST/PANNs/VGG).
 
     .. math::
@@ -326,29 +324,6 @@ class FrechetAudioDistance(DurationAlias, AudioBackboneMetric):
         )
         return value
 
-    def per_sample(self) -> dict[str, Tensor]:
-        """The rows of clips given with ids (sorted by id, repeats dropped), from every rank; see the class doc."""
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
-            out: dict[str, Tensor] = {}
-            for side in SIDES:
-                out.update(self._side_rows(side)[0])
-        return out
-
-    def _side_rows(self, side: str) -> tuple[dict[str, Tensor], int]:
-        """One side's kept rows, repeated clips dropped: ``({"<side>_ids", "<side>_example", "<side>_embeddings"},
-        rows dropped)``.
-        """
-        ids, example, (emb,), dropped = dedup_rows(
-            self._cat(f"{side}_row_ids"), self._cat(f"{side}_row_example"), self._cat(f"{side}_rows")
-        )
-        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
-
     def _reduce(self, rows: Rows) -> Tensor:
         """FD of kept rows (``per_sample()`` keys), the reference statistics loaded from a file added (never
         resampled). The streamed sums are not rows: :meth:`compute` adds them.
@@ -392,13 +367,6 @@ class FrechetAudioDistance(DurationAlias, AudioBackboneMetric):
                 f"{what} needs the reference rows; statistics loaded with load_reference_stats() have none "
                 "(clear_reference_stats() and update() with the reference clips)"
             )
-
-    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
-        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
-        return [
-            ((f"{side}_ids", f"{side}_example", f"{side}_embeddings"), clip_groups(rows[f"{side}_example"]))
-            for side in SIDES
-        ]
 
     def bootstrap(
         self, num: int = BOOTSTRAP_NUM, seed: int = BOOTSTRAP_SEED, ci: float = BOOTSTRAP_CI
@@ -458,17 +426,6 @@ class FrechetAudioDistance(DurationAlias, AudioBackboneMetric):
             eps_policy=self.spec.eps_policy,
             method="scipy" if self.method == "scipy" else "auto",
         )
-
-    def reset(self) -> None:
-        """Clear the generated side, and the streamed reference side when ``reset_real_features`` is True."""
-        if self.reset_real_features:
-            super().reset()
-            return
-        # reset() clears list states in place, so keep copies of the lists, not references to them.
-        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
-        super().reset()
-        for k, v in keep.items():
-            setattr(self, k, v)
 
     # ----------------------------------------------------------------------------------------------------------------
     # reference statistics files

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -13,10 +12,8 @@ from torch import Tensor, nn
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
     SIDES,
-    AudioBackboneMetric,
     DurationAlias,
-    clip_groups,
-    dedup_rows,
+    UnpairedSetMetric,
     embed_unpaired,
     embedding_dim,
 )
@@ -42,7 +39,7 @@ KAD_KERNELS: tuple[str, ...] = ("gaussian", "iq", "imq")
 MIN_ROWS = 2
 
 
-class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
+class KernelAudioDistance(DurationAlias, UnpairedSetMetric):
     r"""Kernel Audio Distance (kadtk): unbiased MMD² between embeddings of generated and reference audio, ×100.
 
     .. math::
@@ -246,13 +243,6 @@ class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
             getattr(self, f"{side}_row_ids").append(part["ids"])
             getattr(self, f"{side}_row_example").append(part["example"])
 
-    def _side(self, side: str, parts: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Rows, int]:
-        """One side's de-duplicated rows ``{"<side>_ids", "<side>_example", "<side>_embeddings"}`` and rows dropped."""
-        if parts is None:
-            parts = tuple(self._cat(f"{side}_{k}") for k in ("row_ids", "row_example", "rows"))
-        ids, example, (emb,), dropped = dedup_rows(parts[0], parts[1], parts[2])
-        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
-
     def _kad(self, rows: Rows) -> tuple[Tensor, float]:
         preds, target = rows["preds_embeddings"], rows["target_embeddings"]
         for name, x in (("preds (generated)", preds), ("target (reference)", target)):
@@ -287,7 +277,7 @@ class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
                 ids = example = torch.zeros(0, dtype=torch.int64, device=self.device)
             else:
                 emb, ids, example = part["emb"], part["ids"], part["example"]
-            side_rows, _ = self._side(side, (self._gather(ids), self._gather(example), self._gather(emb)))
+            side_rows, _ = self._side_rows(side, (self._gather(ids), self._gather(example), self._gather(emb)))
             rows.update(side_rows)
         if min(rows[f"{side}_embeddings"].shape[0] for side in SIDES) < MIN_ROWS:
             return None
@@ -297,7 +287,7 @@ class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
         """KAD (float64 scalar) over every rank's rows, repeated clips counted once; fills :attr:`details`."""
         rows, dropped = {}, {}
         for side in SIDES:
-            side_rows, dropped[side] = self._side(side)
+            side_rows, dropped[side] = self._side_rows(side)
             rows.update(side_rows)
         value, bandwidth = self._kad(rows)
         self._details = Details(
@@ -316,34 +306,6 @@ class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
             }
         )
         return value
-
-    def per_sample(self) -> dict[str, Tensor]:
-        """Every rank's rows per side, repeated clips dropped, sorted by id (rows without id after, arrival order).
-
-        Returns:
-            ``preds_ids``, ``preds_example``, ``preds_embeddings`` and the same for ``target``.
-        """
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
-            out: dict[str, Tensor] = {}
-            for side in SIDES:
-                out.update(self._side(side)[0])
-        return out
-
-    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
-        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
-        return [
-            (
-                (f"{side}_ids", f"{side}_example", f"{side}_embeddings"),
-                clip_groups(rows[f"{side}_example"]),
-            )
-            for side in SIDES
-        ]
 
     def kad_infinity(self, steps: int = DEFAULT_STEPS, min_n: int = DEFAULT_MIN_N, seed: int | None = None) -> dict:
         """KAD∞ (kadtk's ``score_inf``) on the synced rows: KAD of resampled generated sets, extrapolated to ``n → ∞``.
@@ -373,14 +335,3 @@ class KernelAudioDistance(DurationAlias, AudioBackboneMetric):
             scale=self.scale,
             dtype=self.kernel_dtype,
         )
-
-    def reset(self) -> None:
-        """Clear the generated side, and the reference side when ``reset_real_features`` is True."""
-        if self.reset_real_features:
-            super().reset()
-            return
-        # reset() clears list states in place, so keep copies of the lists, not references to them.
-        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
-        super().reset()
-        for k, v in keep.items():
-            setattr(self, k, v)
