@@ -429,13 +429,7 @@ class UnpairedSetMetric(AudioBackboneMetric):
         Returns:
             ``preds_ids``, ``preds_example``, ``preds_embeddings`` and the same for ``target``.
         """
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
+        with self._synced():
             out: dict[str, Tensor] = {}
             for side in SIDES:
                 out.update(self._side_rows(side)[0])

@@ -346,13 +346,7 @@ class FrechetAudioDistance(DurationAlias, UnpairedSetMetric):
 
     def _streamed(self) -> tuple[int, int]:
         """Clips streamed into the sums on all ranks (not kept as rows): ``(generated, reference)`` counts."""
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
+        with self._synced():
             return int(self.preds_n), int(self.target_n)
 
     def _require_rows(self, what: str, *, reference_stats: bool) -> None:
