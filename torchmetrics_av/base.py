@@ -451,6 +451,18 @@ class BackboneMetric(Metric):
         finally:
             self.unsync(should_unsync=self._is_synced and should_unsync)
 
+    def _synced(self) -> contextlib.AbstractContextManager:
+        """:meth:`sync_context` with the metric's own sync settings, as ``compute`` syncs (``per_sample`` and the
+        like).
+        """
+        return self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            process_group=self.process_group,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+            distributed_available=self.distributed_available_fn,
+        )
+
     def _cat(self, name: str) -> Tensor:
         """A per-sample state as one tensor (lists before sync, tensors after)."""
         shape, dtype = self._sample_states[name]
@@ -617,13 +629,7 @@ class BackboneMetric(Metric):
             >>> rows["ids"].tolist(), rows["wer"].tolist()
             ([3, 7], [0.5, 0.0])
         """
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
+        with self._synced():
             rows, _, _ = self._tail(self._record())
         return rows
 

@@ -31,15 +31,27 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.base import clip_groups, dedup_rows, require_extra, row_keys  # noqa: F401 - re-exported
+from torchmetrics_av.base import (  # noqa: F401 - clip_groups, dedup_rows, row_keys re-exported
+    BackboneMetric,
+    clip_groups,
+    dedup_rows,
+    require_extra,
+    resolve_rates,
+    row_keys,
+)
+from torchmetrics_av.preprocessing import RESAMPLERS, AudioInput, Resampler, as_clip_list, sample_rates
 from torchmetrics_av.protocols import ProtocolSpec
 
+# The two sides of a set metric (FD, KAD): generated and reference clips.
+SIDES: tuple[str, ...] = ("preds", "target")
 # Every audio embedder a set metric (FD, KAD) or a classifier metric (KL, IS) accepts, by name.
 AUDIO_BACKBONES: tuple[str, ...] = ("passt", "panns", "vggish")
 # Backbones with AudioSet class logits (VGGish has none).
@@ -250,3 +262,211 @@ def embed_set(
         "silent": n_clips - len(kept),
         "nonfinite": sum(r.shape[0] for r, ok in zip(per_clip, finite) if not ok),
     }
+
+
+def embed_unpaired(
+    metric: AudioBackboneMetric,
+    preds: AudioInput | None,
+    target: AudioInput | None,
+    sample_rate: int | Sequence[int] | None,
+    target_sample_rate: int | Sequence[int] | None,
+    ids: Sequence[int] | Tensor | None,
+    target_ids: Sequence[int] | Tensor | None,
+) -> dict[str, dict[str, Tensor | int] | None]:
+    """One batch of an unpaired set metric (FD, KAD): each given side's :func:`embed_set` rows and counts.
+
+    Either side may be omitted (its entry is ``None``). Every input of both sides is checked (and loaded) before the
+    model runs on either, so a bad clip raises before any forward. Rates default to the metric's ``sample_rate`` /
+    ``target_sample_rate`` (:func:`~torchmetrics_av.base.resolve_rates`).
+
+    Args:
+        metric: the metric (its backbone, protocol, loader settings, ``batch_size`` and device are used).
+        preds: generated audio, or ``None``.
+        target: reference audio, or ``None``.
+        sample_rate: rate(s) of ``preds`` in Hz, or ``None`` for the metric's.
+        target_sample_rate: rate(s) of ``target`` in Hz, or ``None`` for the metric's.
+        ids: optional non-negative int per ``preds`` clip.
+        target_ids: optional non-negative int per ``target`` clip.
+
+    Returns:
+        ``{"preds": part or None, "target": part or None}``, each part as :func:`embed_set` returns it.
+
+    Raises:
+        ValueError: no side given, ids without their side, or a bad clip, rate or id (named).
+    """
+    if preds is None and target is None:
+        raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
+    if preds is None and ids is not None:
+        raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
+    if target is None and target_ids is not None:
+        raise ValueError("`target_ids` were given without `target`")
+    rate, target_rate = resolve_rates(sample_rate, target_sample_rate, metric.sample_rate, metric.target_sample_rate)
+    name = metric.backbone_name
+    prepared = {}
+    for side, audio, r, rate_name, side_ids, ids_name in (
+        ("preds", preds, rate, "sample_rate", ids, "ids"),
+        ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
+    ):
+        if audio is None:
+            continue
+        clips = as_clip_list(audio, side)
+        rates = sample_rates(r, len(clips), rate_name)
+        id_tensor = None if side_ids is None else metric._ids_tensor(side_ids, len(clips), ids_name)
+        waves, kept = prepare_set(
+            name, clips, rates, metric.spec, resampler=metric.resampler, duration=metric.duration, side=side
+        )
+        prepared[side] = (waves, kept, len(clips), id_tensor)
+    return {
+        side: embed_set(name, metric.backbone, *prepared[side], batch_size=metric.batch_size, device=metric.device)
+        if side in prepared
+        else None
+        for side in SIDES
+    }
+
+
+class AudioBackboneMetric(BackboneMetric):
+    """Base of the metrics on an :data:`AUDIO_BACKBONES` model (FD, KAD, KL, IS): one backbone and loader rule.
+
+    The constructor resolves ``backbone=`` (:func:`resolve_backbone`), fails at once when the named backbone's
+    optional dependency is missing, and keeps the name in :attr:`backbone_name`; the model is built on first use
+    (:func:`build_backbone` from ``weights``). :meth:`_set_loader` checks and stores the loader settings the
+    subclass takes (``duration``, ``resampler``).
+
+    Args:
+        backbone: a name of ``allowed`` or an instance (see :func:`resolve_backbone`).
+        allowed: the backbone names the subclass accepts.
+        weights: local path of the official checkpoint when ``backbone`` is a name.
+        protocol: a name of :data:`~torchmetrics_av.protocols.PROTOCOLS`.
+        kwargs: forwarded to :class:`~torchmetrics_av.base.BackboneMetric`.
+
+    Example:
+        >>> from torchmetrics_av import InceptionScore
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> isc = InceptionScore(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("panns"))
+        >>> isinstance(isc, AudioBackboneMetric), isc.backbone_name, isc.duration
+        (True, 'panns', 8.0)
+    """
+
+    # Set by the constructor and by `_set_loader`.
+    backbone_name: str
+    duration: float | None
+    resampler: Resampler | None
+
+    def __init__(
+        self,
+        backbone: str | nn.Module,
+        allowed: Sequence[str],
+        weights: str | os.PathLike | None = None,
+        protocol: str = "fastvideo",
+        **kwargs: Any,
+    ) -> None:
+        name, instance = resolve_backbone(backbone, allowed, type(self).__name__)
+        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
+        if instance is None:
+            require_backbone_extra(name, type(self).__name__)
+        self.backbone_name = name
+
+    def _build_backbone(self) -> nn.Module:
+        return build_backbone(self.backbone_name, self.weights)
+
+    def _held_backbone(self) -> nn.Module | None:
+        """The backbone held now (in the constructor: the injected instance, or ``None``), never building one."""
+        return self.__dict__["_backbone"]
+
+    def _set_loader(self, duration: float | None, audio_length: float | None, resampler: Resampler | None) -> None:
+        """Check and store ``duration`` (its deprecated alias ``audio_length``) and the ``resampler`` override.
+
+        The shortest accepted ``duration`` is the model's shortest input (PaSST pads to 10 s: no minimum).
+
+        Raises:
+            ValueError: a ``duration`` the protocol does not take or the model cannot use, an unknown resampler.
+        """
+        name = self.backbone_name
+        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
+        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
+        if resampler is not None and resampler not in RESAMPLERS:
+            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
+        self.resampler = resampler
+
+
+class UnpairedSetMetric(AudioBackboneMetric):
+    """Base of the unpaired set metrics (FD, KAD): per side, kept embedding rows with their ids and example index.
+
+    A subclass declares, per side of :data:`SIDES`, the sample states ``<side>_rows`` (float64 ``(n, D)``),
+    ``<side>_row_ids`` and ``<side>_row_example`` (int64), and sets ``reset_real_features``. This class reads them
+    back de-duplicated (:meth:`per_sample`), draws the bootstrap by clip per side, and keeps the reference side over
+    ``reset()`` when asked.
+
+    Example:
+        >>> import torch
+        >>> from torchmetrics_av import KernelAudioDistance
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> kad = KernelAudioDistance(sample_rate=16000, protocol="av-benchmark", backbone=tiny_backbone("panns"),
+        ...                           reset_real_features=False)
+        >>> kad.update(preds=torch.rand(2, 8000) - 0.5, target=torch.rand(3, 8000) - 0.5)
+        >>> kad.reset()  # the reference rows stay
+        >>> {k: tuple(v.shape) for k, v in kad.per_sample().items() if k.endswith("_embeddings")}
+        {'preds_embeddings': (0, 32), 'target_embeddings': (3, 32)}
+    """
+
+    reset_real_features: bool
+
+    def _side_rows(
+        self, side: str, parts: tuple[Tensor, Tensor, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], int]:
+        """One side's rows, repeated clips dropped: ``({"<side>_ids", "<side>_example", "<side>_embeddings"}, rows
+        dropped)``, from ``parts`` (ids, example, embeddings) or else from the side's states.
+        """
+        if parts is None:
+            parts = tuple(self._cat(f"{side}_{k}") for k in ("row_ids", "row_example", "rows"))
+        ids, example, (emb,), dropped = dedup_rows(parts[0], parts[1], parts[2])
+        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
+
+    def per_sample(self) -> dict[str, Tensor]:
+        """Every rank's kept rows per side, repeated clips dropped, sorted by id (rows without id after, in arrival
+        order).
+
+        Returns:
+            ``preds_ids``, ``preds_example``, ``preds_embeddings`` and the same for ``target``.
+        """
+        with self._synced():
+            out: dict[str, Tensor] = {}
+            for side in SIDES:
+                out.update(self._side_rows(side)[0])
+        return out
+
+    def _bootstrap_tables(self, rows: dict[str, Tensor]) -> list[tuple[tuple[str, ...], Tensor | None]]:
+        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
+        return [
+            ((f"{side}_ids", f"{side}_example", f"{side}_embeddings"), clip_groups(rows[f"{side}_example"]))
+            for side in SIDES
+        ]
+
+    def reset(self) -> None:
+        """Clear the generated side, and the reference side too when ``reset_real_features`` is True."""
+        if self.reset_real_features:
+            super().reset()
+            return
+        # reset() clears list states in place, so keep copies of the lists, not references to them.
+        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
+        super().reset()
+        for k, v in keep.items():
+            setattr(self, k, v)
+
+
+class DurationAlias:
+    """Mixin of the metrics that took ``audio_length=`` (FD, KAD, KL): its read-only attribute, now ``duration``.
+
+    Example:
+        >>> from torchmetrics_av import KLDivergence
+        >>> from torchmetrics_av.testing import tiny_backbone
+        >>> KLDivergence(protocol="av-benchmark", backbone=tiny_backbone("panns")).audio_length
+        8.0
+    """
+
+    duration: float | None
+
+    @property
+    def audio_length(self) -> float | None:
+        """Deprecated name of :attr:`duration`."""
+        return self.duration

@@ -7,7 +7,6 @@ ranks by summation; embedding rows are kept only when asked (``keep_rows`` or ``
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections.abc import Sequence
@@ -18,48 +17,39 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
-    build_backbone,
-    clip_groups,
+    SIDES,
+    DurationAlias,
+    UnpairedSetMetric,
     dedup_rows,
-    embed_set,
+    embed_unpaired,
     embedding_dim,
-    min_samples_of,
-    prepare_set,
-    require_backbone_extra,
-    resolve_backbone,
     sample_rate_of,
 )
 from torchmetrics_av.base import (
     BOOTSTRAP_CI,
     BOOTSTRAP_NUM,
     BOOTSTRAP_SEED,
-    BackboneMetric,
     Details,
     Rows,
-    resolve_rates,
 )
 from torchmetrics_av.functional.fad import DEFAULT_EPS, FDMethod, frechet_distance, gaussian_from_sums
 from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, fd_infinity
 from torchmetrics_av.preprocessing import (
-    RESAMPLERS,
     AudioInput,
     Resampler,
-    as_clip_list,
     check_bool,
     check_positive_int,
     check_sample_rate,
-    sample_rates,
 )
 
 # File format tag of saved reference statistics; bump when the layout changes.
 STATS_FORMAT = "torchmetrics-av-fd-stats-v1"
 FD_METHODS: tuple[str, ...] = ("eigh", "scipy")
-SIDES: tuple[str, ...] = ("preds", "target")
 # FD needs a covariance per side: at least two embeddings (np.cov / the unbiased N-1 estimate).
 MIN_EMBEDDINGS = 2
 
 
-class FrechetAudioDistance(BackboneMetric):
+class FrechetAudioDistance(DurationAlias, UnpairedSetMetric):
     r"""Fréchet distance between Gaussians fitted to embeddings of generated and reference audio (FD_PaSST/PANNs/VGG).
 
     .. math::
@@ -186,28 +176,19 @@ class FrechetAudioDistance(BackboneMetric):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        name, instance = resolve_backbone(
-            "passt" if backbone is None else backbone, AUDIO_BACKBONES, type(self).__name__
-        )
-        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
-        if instance is None:
-            require_backbone_extra(name, type(self).__name__)
-        self.backbone_name = name
+        super().__init__("passt" if backbone is None else backbone, AUDIO_BACKBONES, weights, protocol, **kwargs)
         if method not in FD_METHODS:
             raise ValueError(f"`method` must be one of {FD_METHODS}, got {method!r}")
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) or eps <= 0:
             raise ValueError(f"`eps` must be a positive finite float, got {eps!r}")
-        if resampler is not None and resampler not in RESAMPLERS:
-            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
-        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
-        self.resampler, self.method, self.eps = resampler, method, float(eps)
+        self._set_loader(duration, audio_length, resampler)
+        self.method, self.eps = method, float(eps)
         self.reset_real_features = check_bool(reset_real_features, "reset_real_features")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.keep_rows = check_bool(keep_rows, "keep_rows")
-        self.num_features = embedding_dim(name, instance)
+        self.num_features = embedding_dim(self.backbone_name, self._held_backbone())
         d = self.num_features
         for side in SIDES:
             self.add_float64_state(f"{side}_sum", (d,))
@@ -227,14 +208,6 @@ class FrechetAudioDistance(BackboneMetric):
         self.register_buffer("loaded_target_n", torch.zeros((), dtype=torch.float64))
         self._float64_buffers += ["loaded_target_sum", "loaded_target_outer", "loaded_target_n"]
 
-    @property
-    def audio_length(self) -> float | None:
-        """Deprecated name of :attr:`duration`."""
-        return self.duration
-
-    def _build_backbone(self) -> nn.Module:
-        return build_backbone(self.backbone_name, self.weights)
-
     # ----------------------------------------------------------------------------------------------------------------
     # life cycle: a batch is, per side, its finite embedding rows (+ ids, example index) and its counts of skipped clips
 
@@ -248,51 +221,13 @@ class FrechetAudioDistance(BackboneMetric):
         ids: Sequence[int] | Tensor | None = None,
         target_ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
-        if preds is None and target is None:
-            raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
-        if preds is None and ids is not None:
-            raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
-        if target is None and target_ids is not None:
-            raise ValueError("`target_ids` were given without `target`")
-        rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
-        # Every input of both sides is checked (and loaded) before the model runs on either.
-        prepared = {}
-        for side, audio, r, rate_name, side_ids, ids_name in (
-            ("preds", preds, rate, "sample_rate", ids, "ids"),
-            ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
-        ):
-            if audio is not None:
-                clips = as_clip_list(audio, side)
-                rates = sample_rates(r, len(clips), rate_name)
-                id_tensor = None if side_ids is None else self._ids_tensor(side_ids, len(clips), ids_name)
-                waves, kept = prepare_set(
-                    self.backbone_name,
-                    clips,
-                    rates,
-                    self.spec,
-                    resampler=self.resampler,
-                    duration=self.duration,
-                    side=side,
-                )
-                prepared[side] = (waves, kept, len(clips), id_tensor)
-        out: Rows = {}
-        for side in SIDES:
-            if side not in prepared:
-                out[side] = None
-                continue
-            waves, kept, n_clips, id_tensor = prepared[side]
-            part = embed_set(
-                self.backbone_name,
-                self.backbone,
-                waves,
-                kept,
-                n_clips,
-                id_tensor,
-                batch_size=self.batch_size,
-                device=self.device,
-            )
-            out[side] = {**part, "as_rows": self.keep_rows or id_tensor is not None}
-        return out
+        parts = embed_unpaired(self, preds, target, sample_rate, target_sample_rate, ids, target_ids)
+        # Clips given with ids (all, with keep_rows) are kept as rows; the others go into the sums.
+        given = {"preds": ids, "target": target_ids}
+        return {
+            side: None if part is None else {**part, "as_rows": self.keep_rows or given[side] is not None}
+            for side, part in parts.items()
+        }
 
     def update(
         self,
@@ -389,29 +324,6 @@ class FrechetAudioDistance(BackboneMetric):
         )
         return value
 
-    def per_sample(self) -> dict[str, Tensor]:
-        """The rows of clips given with ids (sorted by id, repeats dropped), from every rank; see the class doc."""
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
-            out: dict[str, Tensor] = {}
-            for side in SIDES:
-                out.update(self._side_rows(side)[0])
-        return out
-
-    def _side_rows(self, side: str) -> tuple[dict[str, Tensor], int]:
-        """One side's kept rows, repeated clips dropped: ``({"<side>_ids", "<side>_example", "<side>_embeddings"},
-        rows dropped)``.
-        """
-        ids, example, (emb,), dropped = dedup_rows(
-            self._cat(f"{side}_row_ids"), self._cat(f"{side}_row_example"), self._cat(f"{side}_rows")
-        )
-        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
-
     def _reduce(self, rows: Rows) -> Tensor:
         """FD of kept rows (``per_sample()`` keys), the reference statistics loaded from a file added (never
         resampled). The streamed sums are not rows: :meth:`compute` adds them.
@@ -434,13 +346,7 @@ class FrechetAudioDistance(BackboneMetric):
 
     def _streamed(self) -> tuple[int, int]:
         """Clips streamed into the sums on all ranks (not kept as rows): ``(generated, reference)`` counts."""
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
+        with self._synced():
             return int(self.preds_n), int(self.target_n)
 
     def _require_rows(self, what: str, *, reference_stats: bool) -> None:
@@ -455,13 +361,6 @@ class FrechetAudioDistance(BackboneMetric):
                 f"{what} needs the reference rows; statistics loaded with load_reference_stats() have none "
                 "(clear_reference_stats() and update() with the reference clips)"
             )
-
-    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
-        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
-        return [
-            ((f"{side}_ids", f"{side}_example", f"{side}_embeddings"), clip_groups(rows[f"{side}_example"]))
-            for side in SIDES
-        ]
 
     def bootstrap(
         self, num: int = BOOTSTRAP_NUM, seed: int = BOOTSTRAP_SEED, ci: float = BOOTSTRAP_CI
@@ -521,17 +420,6 @@ class FrechetAudioDistance(BackboneMetric):
             eps_policy=self.spec.eps_policy,
             method="scipy" if self.method == "scipy" else "auto",
         )
-
-    def reset(self) -> None:
-        """Clear the generated side, and the streamed reference side when ``reset_real_features`` is True."""
-        if self.reset_real_features:
-            super().reset()
-            return
-        # reset() clears list states in place, so keep copies of the lists, not references to them.
-        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
-        super().reset()
-        for k, v in keep.items():
-            setattr(self, k, v)
 
     # ----------------------------------------------------------------------------------------------------------------
     # reference statistics files

@@ -11,18 +11,13 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     CLASSIFIER_BACKBONES,
-    build_backbone,
+    AudioBackboneMetric,
     clip_logits,
-    min_samples_of,
     model_input,
-    require_backbone_extra,
-    resolve_backbone,
-    sample_rate_of,
 )
-from torchmetrics_av.base import BackboneMetric, Rows
+from torchmetrics_av.base import Rows
 from torchmetrics_av.functional.isc import DEFAULT_SHUFFLE_SEED, DEFAULT_SPLITS, inception_score
 from torchmetrics_av.preprocessing import (
-    RESAMPLERS,
     AudioInput,
     Resampler,
     as_clip_list,
@@ -35,7 +30,7 @@ from torchmetrics_av.preprocessing import (
 AUDIOSET_CLASSES = 527
 
 
-class InceptionScore(BackboneMetric):
+class InceptionScore(AudioBackboneMetric):
     r"""Inception Score of generated audio from an AudioSet classifier's logits (IS = ISC-PANNS-mean by default).
 
     .. math::
@@ -117,17 +112,9 @@ class InceptionScore(BackboneMetric):
         batch_size: int = 8,
         **kwargs: Any,
     ) -> None:
-        name, instance = resolve_backbone(backbone, CLASSIFIER_BACKBONES, type(self).__name__)
-        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
-        if instance is None:
-            require_backbone_extra(name, type(self).__name__)
-        self.backbone_name = name
+        super().__init__(backbone, CLASSIFIER_BACKBONES, weights, protocol, **kwargs)
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
-        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
-        self.duration = self.spec.resolve_duration(duration, minimum=minimum)
-        if resampler is not None and resampler not in RESAMPLERS:
-            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
-        self.resampler = resampler
+        self._set_loader(duration, None, resampler)
         self.splits = check_positive_int(splits, "splits")
         if shuffle_seed is not None and (isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, int)):
             raise ValueError(f"`shuffle_seed` must be an int (NumPy RandomState seed) or None, got {shuffle_seed!r}")
@@ -135,11 +122,8 @@ class InceptionScore(BackboneMetric):
             raise ValueError(f"`shuffle_seed` must be in [0, 2**32) (a NumPy RandomState seed), got {shuffle_seed!r}")
         self.shuffle_seed = shuffle_seed
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.num_classes = int(getattr(instance, "num_classes", AUDIOSET_CLASSES))
+        self.num_classes = int(getattr(self._held_backbone(), "num_classes", AUDIOSET_CLASSES))
         self.add_rows({"logits": ((self.num_classes,), torch.float32)})
-
-    def _build_backbone(self) -> nn.Module:
-        return build_backbone(self.backbone_name, self.weights)
 
     @torch.no_grad()
     def _score(

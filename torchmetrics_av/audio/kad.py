@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,18 +11,13 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     AUDIO_BACKBONES,
-    build_backbone,
-    clip_groups,
-    dedup_rows,
-    embed_set,
+    SIDES,
+    DurationAlias,
+    UnpairedSetMetric,
+    embed_unpaired,
     embedding_dim,
-    min_samples_of,
-    prepare_set,
-    require_backbone_extra,
-    resolve_backbone,
-    sample_rate_of,
 )
-from torchmetrics_av.base import BackboneMetric, Details, Rows, resolve_rates
+from torchmetrics_av.base import Details, Rows
 from torchmetrics_av.functional.infinity import DEFAULT_MIN_N, DEFAULT_STEPS, kad_infinity
 from torchmetrics_av.functional.kad import (
     KAD_SCALE,
@@ -33,23 +27,19 @@ from torchmetrics_av.functional.kad import (
     median_pairwise_distance,
 )
 from torchmetrics_av.preprocessing import (
-    RESAMPLERS,
     AudioInput,
     Resampler,
-    as_clip_list,
     check_bool,
     check_positive_int,
     check_sample_rate,
-    sample_rates,
 )
 
-SIDES: tuple[str, ...] = ("preds", "target")
 KAD_KERNELS: tuple[str, ...] = ("gaussian", "iq", "imq")
 # The unbiased estimator drops the kernel diagonal: each side needs two rows.
 MIN_ROWS = 2
 
 
-class KernelAudioDistance(BackboneMetric):
+class KernelAudioDistance(DurationAlias, UnpairedSetMetric):
     r"""Kernel Audio Distance (kadtk): unbiased MMD² between embeddings of generated and reference audio, ×100.
 
     .. math::
@@ -137,17 +127,10 @@ class KernelAudioDistance(BackboneMetric):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        name, instance = resolve_backbone(backbone, AUDIO_BACKBONES, type(self).__name__)
-        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
-        if instance is None:
-            require_backbone_extra(name, type(self).__name__)
-        self.backbone_name = name
+        super().__init__(backbone, AUDIO_BACKBONES, weights, protocol, **kwargs)
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
-        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
-        if resampler is not None and resampler not in RESAMPLERS:
-            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
+        self._set_loader(duration, audio_length, resampler)
         if kernel not in KAD_KERNELS:
             raise ValueError(f"`kernel` must be one of {KAD_KERNELS}, got {kernel!r}")
         if bandwidth is not None and (
@@ -160,26 +143,18 @@ class KernelAudioDistance(BackboneMetric):
             raise ValueError(f"`scale` must be a positive number (kadtk: 100), got {scale!r}")
         if kernel_dtype not in (torch.float32, torch.float64):
             raise ValueError(f"`kernel_dtype` must be torch.float32 or torch.float64, got {kernel_dtype!r}")
-        self.resampler, self.kernel, self.bandwidth_from = resampler, kernel, bandwidth_from
+        self.kernel, self.bandwidth_from = kernel, bandwidth_from
         self.bandwidth = None if bandwidth is None else float(bandwidth)
         self.scale, self.kernel_dtype = float(scale), kernel_dtype
         self.reset_real_features = check_bool(reset_real_features, "reset_real_features")
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.num_features = embedding_dim(name, instance)
+        self.num_features = embedding_dim(self.backbone_name, self._held_backbone())
         for side in SIDES:
             self.add_sample_state(f"{side}_rows", (self.num_features,))
             self.add_sample_state(f"{side}_row_ids", dtype=torch.int64)
             self.add_sample_state(f"{side}_row_example", dtype=torch.int64)
             self.add_float64_state(f"{side}_silent")
             self.add_float64_state(f"{side}_nonfinite")
-
-    @property
-    def audio_length(self) -> float | None:
-        """Deprecated name of :attr:`duration`."""
-        return self.duration
-
-    def _build_backbone(self) -> nn.Module:
-        return build_backbone(self.backbone_name, self.weights)
 
     # ----------------------------------------------------------------------------------------------------------------
     # life cycle: a batch is, per side, its embedding rows (+ ids, example index) and its counts of skipped clips
@@ -194,35 +169,7 @@ class KernelAudioDistance(BackboneMetric):
         ids: Sequence[int] | Tensor | None = None,
         target_ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
-        if preds is None and target is None:
-            raise ValueError("give `preds` (generated audio) and/or `target` (reference audio) to update()")
-        if preds is None and ids is not None:
-            raise ValueError("`ids` were given without `preds`; use `target_ids` for reference clips")
-        if target is None and target_ids is not None:
-            raise ValueError("`target_ids` were given without `target`")
-        rate, target_rate = resolve_rates(sample_rate, target_sample_rate, self.sample_rate, self.target_sample_rate)
-        prepared = {}
-        for side, audio, r, rate_name, side_ids, ids_name in (
-            ("preds", preds, rate, "sample_rate", ids, "ids"),
-            ("target", target, target_rate, "target_sample_rate", target_ids, "target_ids"),
-        ):
-            if audio is None:
-                continue
-            clips = as_clip_list(audio, side)
-            rates = sample_rates(r, len(clips), rate_name)
-            id_tensor = None if side_ids is None else self._ids_tensor(side_ids, len(clips), ids_name)
-            waves, kept = prepare_set(
-                self.backbone_name, clips, rates, self.spec, resampler=self.resampler, duration=self.duration, side=side
-            )
-            prepared[side] = (waves, kept, len(clips), id_tensor)
-        return {
-            side: embed_set(
-                self.backbone_name, self.backbone, *prepared[side], batch_size=self.batch_size, device=self.device
-            )
-            if side in prepared
-            else None
-            for side in SIDES
-        }
+        return embed_unpaired(self, preds, target, sample_rate, target_sample_rate, ids, target_ids)
 
     def update(
         self,
@@ -296,13 +243,6 @@ class KernelAudioDistance(BackboneMetric):
             getattr(self, f"{side}_row_ids").append(part["ids"])
             getattr(self, f"{side}_row_example").append(part["example"])
 
-    def _side(self, side: str, parts: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Rows, int]:
-        """One side's de-duplicated rows ``{"<side>_ids", "<side>_example", "<side>_embeddings"}`` and rows dropped."""
-        if parts is None:
-            parts = tuple(self._cat(f"{side}_{k}") for k in ("row_ids", "row_example", "rows"))
-        ids, example, (emb,), dropped = dedup_rows(parts[0], parts[1], parts[2])
-        return {f"{side}_ids": ids, f"{side}_example": example, f"{side}_embeddings": emb}, dropped
-
     def _kad(self, rows: Rows) -> tuple[Tensor, float]:
         preds, target = rows["preds_embeddings"], rows["target_embeddings"]
         for name, x in (("preds (generated)", preds), ("target (reference)", target)):
@@ -337,7 +277,7 @@ class KernelAudioDistance(BackboneMetric):
                 ids = example = torch.zeros(0, dtype=torch.int64, device=self.device)
             else:
                 emb, ids, example = part["emb"], part["ids"], part["example"]
-            side_rows, _ = self._side(side, (self._gather(ids), self._gather(example), self._gather(emb)))
+            side_rows, _ = self._side_rows(side, (self._gather(ids), self._gather(example), self._gather(emb)))
             rows.update(side_rows)
         if min(rows[f"{side}_embeddings"].shape[0] for side in SIDES) < MIN_ROWS:
             return None
@@ -347,7 +287,7 @@ class KernelAudioDistance(BackboneMetric):
         """KAD (float64 scalar) over every rank's rows, repeated clips counted once; fills :attr:`details`."""
         rows, dropped = {}, {}
         for side in SIDES:
-            side_rows, dropped[side] = self._side(side)
+            side_rows, dropped[side] = self._side_rows(side)
             rows.update(side_rows)
         value, bandwidth = self._kad(rows)
         self._details = Details(
@@ -366,34 +306,6 @@ class KernelAudioDistance(BackboneMetric):
             }
         )
         return value
-
-    def per_sample(self) -> dict[str, Tensor]:
-        """Every rank's rows per side, repeated clips dropped, sorted by id (rows without id after, arrival order).
-
-        Returns:
-            ``preds_ids``, ``preds_example``, ``preds_embeddings`` and the same for ``target``.
-        """
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            process_group=self.process_group,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-            distributed_available=self.distributed_available_fn,
-        ):
-            out: dict[str, Tensor] = {}
-            for side in SIDES:
-                out.update(self._side(side)[0])
-        return out
-
-    def _bootstrap_tables(self, rows: Rows) -> list[tuple[tuple[str, ...], Tensor | None]]:
-        # A clip's rows (VGGish's examples) are drawn together; the generated set first, then the reference set.
-        return [
-            (
-                (f"{side}_ids", f"{side}_example", f"{side}_embeddings"),
-                clip_groups(rows[f"{side}_example"]),
-            )
-            for side in SIDES
-        ]
 
     def kad_infinity(self, steps: int = DEFAULT_STEPS, min_n: int = DEFAULT_MIN_N, seed: int | None = None) -> dict:
         """KAD∞ (kadtk's ``score_inf``) on the synced rows: KAD of resampled generated sets, extrapolated to ``n → ∞``.
@@ -423,14 +335,3 @@ class KernelAudioDistance(BackboneMetric):
             scale=self.scale,
             dtype=self.kernel_dtype,
         )
-
-    def reset(self) -> None:
-        """Clear the generated side, and the reference side when ``reset_real_features`` is True."""
-        if self.reset_real_features:
-            super().reset()
-            return
-        # reset() clears list states in place, so keep copies of the lists, not references to them.
-        keep = {k: copy.copy(getattr(self, k)) for k in self._defaults if k.startswith("target_")}
-        super().reset()
-        for k, v in keep.items():
-            setattr(self, k, v)

@@ -11,19 +11,15 @@ from torch import Tensor, nn
 
 from torchmetrics_av.audio.embedding import (
     CLASSIFIER_BACKBONES,
-    build_backbone,
+    AudioBackboneMetric,
+    DurationAlias,
     clip_logits,
-    min_samples_of,
     model_input,
-    require_backbone_extra,
-    resolve_backbone,
-    sample_rate_of,
 )
 from torchmetrics_av.backbones.passt import PASST_MIN_SAMPLES, PASST_NUM_CLASSES, PASST_SAMPLE_RATE, passt_windows
-from torchmetrics_av.base import BackboneMetric, Rows, resolve_rates
+from torchmetrics_av.base import Rows, resolve_rates
 from torchmetrics_av.functional.kl import kl_divergence_from_logits
 from torchmetrics_av.preprocessing import (
-    RESAMPLERS,
     AudioInput,
     Resampler,
     as_clip_list,
@@ -33,7 +29,7 @@ from torchmetrics_av.preprocessing import (
 )
 
 
-class KLDivergence(BackboneMetric):
+class KLDivergence(DurationAlias, AudioBackboneMetric):
     r"""Mean over pairs of KL(target ‖ preds) between softmax distributions of 527 AudioSet logits (KL_PaSST, KL_PANNs).
 
     .. math::
@@ -119,28 +115,12 @@ class KLDivergence(BackboneMetric):
         audio_length: float | None = None,
         **kwargs: Any,
     ) -> None:
-        name, instance = resolve_backbone(backbone, self._backbones, type(self).__name__)
-        super().__init__(backbone=instance, weights=weights, protocol=protocol, **kwargs)
-        if instance is None:
-            require_backbone_extra(name, type(self).__name__)
-        self.backbone_name = name
+        super().__init__(backbone, self._backbones, weights, protocol, **kwargs)
         self.sample_rate = check_sample_rate(sample_rate, "sample_rate")
         self.target_sample_rate = check_sample_rate(target_sample_rate, "target_sample_rate")
-        minimum = 0.0 if name == "passt" else min_samples_of(name) / sample_rate_of(name)
-        self.duration = self.spec.resolve_duration(duration, audio_length, minimum=minimum)
-        if resampler is not None and resampler not in RESAMPLERS:
-            raise ValueError(f"`resampler` must be one of {RESAMPLERS} or None, got {resampler!r}")
-        self.resampler = resampler
+        self._set_loader(duration, audio_length, resampler)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.add_rows({"kl_softmax": ((), torch.float64), "kl_sigmoid": ((), torch.float64)})
-
-    @property
-    def audio_length(self) -> float | None:
-        """Deprecated name of :attr:`duration`."""
-        return self.duration
-
-    def _build_backbone(self) -> nn.Module:
-        return build_backbone(self.backbone_name, self.weights)
 
     def _windows(self, audio: AudioInput, name: str, rate: Any, rate_name: str) -> list[list[Tensor] | None]:
         clips = as_clip_list(audio, name)

@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from torchmetrics_av.av.pairs import audio_video_pairs
+
 # FRAME_CHUNK moved to the Synchformer video front end; re-exported for imports of the old name.
 from torchmetrics_av.backbones.synchformer import FRAME_CHUNK as FRAME_CHUNK
 from torchmetrics_av.backbones.synchformer import (
@@ -32,14 +34,10 @@ from torchmetrics_av.functional.desync import (
 from torchmetrics_av.preprocessing import (
     AudioInput,
     VideoInput,
-    as_clip_list,
-    as_video_list,
     check_bool,
     check_frame_rate,
     check_sample_rate,
-    frame_rates,
     is_silent,
-    sample_rates,
 )
 
 # av-benchmark's `--audio_length` / `duration_sec` as used for MMAudio's tables (8 s VGGSound clips); the protocol
@@ -242,15 +240,8 @@ class DeSync(BackboneMetric):
         video_fps: float | Sequence[float] | None = None,
         ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
-        clips = as_clip_list(preds, "preds")
-        videos = as_video_list(target, "target")
-        if len(clips) != len(videos):
-            raise ValueError(
-                f"`preds` has {len(clips)} audio clips and `target` {len(videos)} videos; DeSync needs paired clips"
-            )
+        clips, rates, videos, fps = audio_video_pairs(self, preds, target, sample_rate, video_fps)
         sample_id = self._ids_tensor(ids, len(clips))
-        rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(clips), "sample_rate")
-        fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(clips), "video_fps")
         pairs = [self._prepare(c, r, v, f, i) for i, (c, r, v, f) in enumerate(zip(clips, rates, videos, fps))]
         vfeats = self._video_features(pairs)
         afeats = self.backbone.audio_features(torch.cat([p.mel for p in pairs])).split([p.mel.shape[0] for p in pairs])

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchmetrics_av.av.pairs import audio_video_pairs
 from torchmetrics_av.backbones.imagebind import (
     AUDIO_CLIP_SECONDS,
     AVBENCH_IB_FPS,
@@ -34,14 +35,10 @@ from torchmetrics_av.base import BackboneMetric, Rows, require_extra
 from torchmetrics_av.preprocessing import (
     AudioInput,
     VideoInput,
-    as_clip_list,
-    as_video_list,
     check_frame_rate,
     check_positive_int,
     check_sample_rate,
-    frame_rates,
     is_silent,
-    sample_rates,
 )
 from torchmetrics_av.protocols import ProtocolName
 
@@ -183,24 +180,6 @@ class ImageBindScore(BackboneMetric):
         """
         return self._embed_clips(*self._clips(preds, target, sample_rate, video_fps))
 
-    def _inputs(
-        self,
-        preds: AudioInput,
-        target: VideoInput,
-        sample_rate: int | Sequence[int] | None,
-        video_fps: float | Sequence[float] | None,
-    ) -> tuple[list[Tensor], list[int], list[Tensor], list[float]]:
-        """Validate a batch: ``(audio clips, their rates, videos, their frame rates)``."""
-        audio = as_clip_list(preds, "preds")
-        videos = as_video_list(target, "target")
-        if len(audio) != len(videos):
-            raise ValueError(
-                f"`preds` has {len(audio)} audio clips but `target` has {len(videos)} videos; pair them 1:1"
-            )
-        rates = sample_rates(sample_rate if sample_rate is not None else self.sample_rate, len(audio), "sample_rate")
-        fps = frame_rates(video_fps if video_fps is not None else self.video_fps, len(videos))
-        return audio, rates, videos, fps
-
     def _clips(
         self,
         preds: AudioInput,
@@ -209,7 +188,7 @@ class ImageBindScore(BackboneMetric):
         video_fps: float | Sequence[float] | None,
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Validate a batch and cut it into the model's audio and video clips (no model call)."""
-        return self._model_clips(*self._inputs(preds, target, sample_rate, video_fps))
+        return self._model_clips(*audio_video_pairs(self, preds, target, sample_rate, video_fps))
 
     def _model_clips(
         self, audio: list[Tensor], rates: list[int], videos: list[Tensor], fps: list[float]
@@ -236,7 +215,7 @@ class ImageBindScore(BackboneMetric):
         ids: Sequence[int] | Tensor | None = None,
     ) -> Rows:
         # One validation pass; ids are checked before anything is appended.
-        clips, rates, videos, fps = self._inputs(preds, target, sample_rate, video_fps)
+        clips, rates, videos, fps = audio_video_pairs(self, preds, target, sample_rate, video_fps)
         sample_id = self._ids_tensor(ids, len(clips))
         vision, audio = self._embed_clips(*self._model_clips(clips, rates, videos, fps))
         # The references take a float32 cosine of the float32 clip means (F.cosine_similarity, eps 1e-8).

@@ -36,10 +36,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.signal
@@ -47,14 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchmetrics_av.precision import memo_tag
+from torchmetrics_av.backbones.cnn16k import audiodataset_waveform, tiny_cnn
+from torchmetrics_av.backbones.memo import MemoisedBackbone
 from torchmetrics_av.preprocessing import (
     AVBENCH_AUDIO_LENGTH_S,
-    as_clip_list,
-    pad_or_trim,
-    remove_dc,
-    resample,
-    to_mono,
 )
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
@@ -313,7 +307,7 @@ def load_panns_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return model if isinstance(model, dict) else state
 
 
-class PANNs(nn.Module):
+class PANNs(MemoisedBackbone):
     """PANNs Cnn14 (16 kHz): prepared 16 kHz waveforms -> (2048-d embeddings, 527 AudioSet logits), batched.
 
     Args:
@@ -348,11 +342,7 @@ class PANNs(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         cache_size: int = DEFAULT_CACHE_CLIPS,
     ) -> None:
-        super().__init__()
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(f"`cache_size` must be a non-negative int (0 disables the memo), got {cache_size!r}")
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        super().__init__(cache_size)
         self.model = Cnn14(channels, num_classes)
         self.embed_dim = int(channels[-1])
         self.num_classes = num_classes
@@ -406,43 +396,8 @@ class PANNs(nn.Module):
         for i, w in enumerate(waves):
             if w.ndim != 1:
                 raise ValueError(f"`waves[{i}]` must be a 1-D 16 kHz waveform, got shape {tuple(w.shape)}")
-        dtype = self.model.fc1.weight.dtype
-        emb = torch.empty(len(waves), self.embed_dim, device=self.device, dtype=dtype)
-        logits = torch.empty(len(waves), self.num_classes, device=self.device, dtype=dtype)
-        tag = memo_tag()  # outputs at another precision are other outputs
-        keys = [f"{tag}:{_clip_key(w)}" if self.cache_size > 0 else "" for w in waves]
-        by_length: dict[int, list[int]] = {}
-        for i, (w, key) in enumerate(zip(waves, keys)):
-            hit = self._cache.get(key) if key else None
-            if hit is not None:
-                emb[i], logits[i] = hit[0].to(self.device), hit[1].to(self.device)
-                self._cache.move_to_end(key)
-            else:
-                by_length.setdefault(w.shape[-1], []).append(i)
-        for idx in by_length.values():
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                e, z = self(torch.stack([waves[i].to(self.device) for i in chunk]))
-                emb[chunk], logits[chunk] = e, z
-                for row, i in enumerate(chunk):
-                    self._remember(keys[i], e[row], z[row])
-        return emb, logits
-
-    def _remember(self, key: str, emb: Tensor, logits: Tensor) -> None:
-        if self.cache_size <= 0:
-            return
-        self._cache[key] = (emb.detach().clone(), logits.detach().clone())
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-
-    def clear_cache(self) -> None:
-        """Forget memoised clip outputs (call after changing the weights in place)."""
-        self._cache.clear()
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], *args: object, **kwargs: object) -> nn.Module:
-        # Cached outputs were computed under the old device/dtype: drop them rather than mix precisions.
-        self.__dict__.get("_cache", OrderedDict()).clear()
-        return super()._apply(fn, *args, **kwargs)
+        widths = (self.embed_dim, self.num_classes)
+        return self._embed_memoised(waves, batch_size, self.device, widths, self.model.fc1.weight.dtype)
 
     def prepare(self, clip: Tensor, sample_rate: int, duration: float | None = AVBENCH_AUDIO_LENGTH_S) -> Tensor:
         """One clip -> the 16 kHz model input, as av-benchmark's ``AudioDataset(sr=16000)`` loads it.
@@ -458,24 +413,7 @@ class PANNs(nn.Module):
         Returns:
             ``(T',)`` float32 with ``T' = min(ceil(16000·T/sample_rate), 16000·duration)``.
         """
-        return _avbench_waveform(clip, sample_rate, duration)
-
-
-def _clip_key(w: Tensor) -> str:
-    data = w.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return f"{w.shape[-1]}:{hashlib.sha256(data).hexdigest()}"
-
-
-def _avbench_waveform(clip: Tensor, sample_rate: int, duration: float | None) -> Tensor:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"`sample_rate` must be a positive integer in Hz, got {sample_rate!r}")
-    if duration is not None and not duration > 0:
-        raise ValueError(f"`duration` must be positive seconds or None, got {duration!r}")
-    (x,) = as_clip_list([clip], "clip")
-    x = resample(remove_dc(to_mono(x)), sample_rate, PANNS_SAMPLE_RATE, "torchaudio")
-    if duration is not None:
-        x = pad_or_trim(x, min(x.shape[-1], int(PANNS_SAMPLE_RATE * duration)))  # a cut only: nothing is padded
-    return x
+        return audiodataset_waveform(clip, sample_rate, PANNS_SAMPLE_RATE, duration)
 
 
 def tiny_panns(seed: int = 0, **overrides: object) -> PANNs:
@@ -489,19 +427,4 @@ def tiny_panns(seed: int = 0, **overrides: object) -> PANNs:
         >>> tiny_panns().embed_dim
         32
     """
-    kwargs: dict = {"pretrained": False, "channels": (4, 8, 8, 16, 16, 32)}
-    kwargs.update(overrides)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = PANNs(**kwargs)
-        if kwargs.get("weights") is None and not kwargs.get("pretrained"):
-            _he_init(net.model)
-        return net
-
-
-def _he_init(model: nn.Module) -> None:
-    # PyTorch's default init shrinks activations ~10x per ConvBlock at these widths, which makes every clip's output
-    # equal to ~1e-7: He-normal (ReLU gain) keeps their scale, so tiny models tell clips apart in tests.
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return tiny_cnn(PANNs, {"pretrained": False, "channels": (4, 8, 8, 16, 16, 32)}, seed, overrides)

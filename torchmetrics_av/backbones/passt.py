@@ -17,15 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
-from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
 
-from torchmetrics_av.precision import memo_tag
+from torchmetrics_av.backbones.memo import MemoisedBackbone
 from torchmetrics_av.preprocessing import pad_or_trim, protocol_waveform, sliding_windows
 from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
@@ -157,7 +155,7 @@ def build_passt_network(embed_dim: int = PASST_EMBED_DIM, depth: int = 12, num_h
     )
 
 
-class PaSST(nn.Module):
+class PaSST(MemoisedBackbone):
     """PaSST audio tagger: 32 kHz waveform -> (768-d embedding, 527 AudioSet logits), batched.
 
     Args:
@@ -170,6 +168,9 @@ class PaSST(nn.Module):
         cache_dir: checkpoint cache override (default ``$TORCHMETRICS_AV_CACHE``).
         cache_size: how many recent windows' outputs :meth:`embed` memoises (0 disables), so that FD and KL sharing
             this backbone run one forward per window.
+
+    Raises:
+        ValueError: ``cache_size`` is not a non-negative int.
 
     Attributes:
         model: hear21passt ``PaSST``; its ``state_dict()`` keys and shapes equal the official checkpoint's.
@@ -194,9 +195,7 @@ class PaSST(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         cache_size: int = DEFAULT_CACHE_WINDOWS,
     ) -> None:
-        super().__init__()
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        super().__init__(cache_size)
         self.mel = PaSSTMelSpectrogram()
         self.model = build_passt_network(embed_dim, depth, num_heads)
         self.embed_dim = embed_dim
@@ -241,48 +240,7 @@ class PaSST(nn.Module):
         """
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-        device = self.mel.mel_basis.device
-        tag = memo_tag()  # outputs at another precision are other outputs
-        keys = [f"{tag}:{_window_key(w)}" for w in windows]
-        emb = torch.empty(len(windows), self.embed_dim, device=device)
-        logits = torch.empty(len(windows), PASST_NUM_CLASSES, device=device)
-        by_length: dict[int, list[int]] = {}
-        for i, (w, key) in enumerate(zip(windows, keys)):
-            hit = self._cache.get(key)
-            if hit is not None:
-                emb[i], logits[i] = hit[0].to(device), hit[1].to(device)
-                self._cache.move_to_end(key)
-            else:
-                by_length.setdefault(w.shape[-1], []).append(i)
-        for idx in by_length.values():
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                e, z = self(torch.stack([windows[i].to(device) for i in chunk]))
-                emb[chunk], logits[chunk] = e, z
-                for row, i in enumerate(chunk):
-                    self._remember(keys[i], e[row], z[row])
-        return emb, logits
-
-    def _remember(self, key: str, emb: Tensor, logits: Tensor) -> None:
-        if self.cache_size <= 0:
-            return
-        self._cache[key] = (emb.detach().clone(), logits.detach().clone())
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-
-    def clear_cache(self) -> None:
-        """Forget memoised window outputs (call after changing the weights in place)."""
-        self._cache.clear()
-
-    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - nn.Module signature
-        # Cached outputs were computed under the old device/dtype: drop them rather than mix precisions.
-        self.__dict__.get("_cache", OrderedDict()).clear()
-        return super()._apply(fn, *args, **kwargs)
-
-
-def _window_key(w: Tensor) -> str:
-    data = w.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return f"{w.shape[-1]}:{hashlib.sha256(data).hexdigest()}"
+        return self._embed_memoised(windows, batch_size, self.mel.mel_basis.device, (self.embed_dim, PASST_NUM_CLASSES))
 
 
 def passt_windows(

@@ -40,13 +40,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from torchmetrics_av.backbones.cnn16k import audiodataset_waveform, tiny_cnn
 from torchmetrics_av.preprocessing import (
     AVBENCH_AUDIO_LENGTH_S,
-    as_clip_list,
-    pad_or_trim,
-    remove_dc,
-    resample,
-    to_mono,
 )
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
@@ -311,15 +307,7 @@ class VGGish(nn.Module):
         Returns:
             ``(T',)`` float32 with ``T' = min(ceil(16000·T/sample_rate), 16000·duration)``.
         """
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-            raise ValueError(f"`sample_rate` must be a positive integer in Hz, got {sample_rate!r}")
-        if duration is not None and not duration > 0:
-            raise ValueError(f"`duration` must be positive seconds or None, got {duration!r}")
-        (x,) = as_clip_list([clip], "clip")
-        x = resample(remove_dc(to_mono(x)), sample_rate, VGGISH_SAMPLE_RATE, "torchaudio")
-        if duration is not None:
-            x = pad_or_trim(x, min(x.shape[-1], int(VGGISH_SAMPLE_RATE * duration)))  # a cut only: nothing is padded
-        return x
+        return audiodataset_waveform(clip, sample_rate, VGGISH_SAMPLE_RATE, duration)
 
 
 def tiny_vggish(seed: int = 0, **overrides: object) -> VGGish:
@@ -333,19 +321,4 @@ def tiny_vggish(seed: int = 0, **overrides: object) -> VGGish:
         >>> tiny_vggish().embed_dim
         128
     """
-    kwargs: dict = {"pretrained": False, "widths": (4, 8, 8, 16), "hidden": 32}
-    kwargs.update(overrides)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = VGGish(**kwargs)
-        if kwargs.get("weights") is None and not kwargs.get("pretrained"):
-            _he_init(net.model)
-        return net
-
-
-def _he_init(model: nn.Module) -> None:
-    # PyTorch's default init shrinks activations layer after layer at these widths (clips' rows then differ by ~1e-3
-    # of their size): He-normal (ReLU gain) keeps their scale, so tiny models tell clips apart in tests.
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return tiny_cnn(VGGish, {"pretrained": False, "widths": (4, 8, 8, 16), "hidden": 32}, seed, overrides)
