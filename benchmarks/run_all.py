@@ -90,6 +90,7 @@ class Options:
     batches: tuple[int, ...]
     repeats: int
     backbones: tuple[str, ...]
+    cli_files: int | None = None  # files per side in the cli section (None: CLI_FILES)
 
 
 SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {}
@@ -231,7 +232,7 @@ def cli_section(opts: Options) -> dict[str, Any]:
     from torchmetrics_av import cli
     from torchmetrics_av.cli import backbones as cli_backbones
 
-    n = CLI_FILES["quick" if opts.quick else "full"]
+    n = opts.cli_files or CLI_FILES["quick" if opts.quick else "full"]
     repeats = max(opts.repeats, CLI_REPEATS["quick" if opts.quick else "full"])
     original = cli_backbones.build_backbone
 
@@ -609,12 +610,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed runs per variant (default 2 quick, 5 full)")
     parser.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--backbones", nargs="+", choices=sorted(CASES), default=list(CASES))
+    parser.add_argument("--cli-files", type=int, help="generated (and reference) WAV files of the cli section")
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a results file")
     args = parser.parse_args(argv)
     if any(b < 1 for b in args.batches):
         parser.error("--batches must be positive")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.cli_files is not None and args.cli_files < 1:
+        parser.error("--cli-files must be >= 1")
     return args
 
 
@@ -635,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batches=tuple(args.batches),
         repeats=args.repeats or REPEATS["quick" if args.quick else "full"],
         backbones=tuple(args.backbones),
+        cli_files=args.cli_files,
     )
     doc = run(opts, args.sections)
     text = json.dumps(doc, indent=2, default=str)
