@@ -115,6 +115,30 @@ def test_each_clip_is_loaded_once_for_the_metrics_sharing_a_loader(uneven, tmp_p
     assert doc["files"]["n_scored"] == {"fd_passt": len(GEN_SECONDS), "kl_passt": len(REF_SECONDS)}
 
 
+def test_fd_and_kl_share_each_window_unhashed_and_run_one_forward_per_window(uneven, tmp_path, monkeypatch):
+    from torchmetrics_av.backbones import memo, passt
+
+    hashed, rows = [], []
+    sha256 = memo.hashlib.sha256
+    monkeypatch.setattr(memo.hashlib, "sha256", lambda data: hashed.append(1) or sha256(data))
+    forward = passt.PaSST.forward
+
+    def counted(self, wave):
+        rows.append(wave.shape[0])
+        return forward(self, wave)
+
+    monkeypatch.setattr(passt.PaSST, "forward", counted)
+    gen, ref = uneven
+    doc = _run(gen, ref, tmp_path / "shared.json", "length", metrics="fd_passt,kl_passt")
+    # Every clip is under 10 s: FD's padded window is KL's window, except for a clip of at most 1.5 s, whose KL window
+    # is the clip unpadded (FastVideo's sliding windows). The loader cache hands both metrics one window object, which
+    # the memo names instead of hashing: one forward row per window and no sample hashed.
+    short = preprocessing.KL_WINDOW_S * preprocessing.KL_MIN_PAD_FRACTION
+    paired = [GEN_SECONDS[s] for s in REF_SECONDS] + list(REF_SECONDS.values())
+    assert sum(rows) == len(GEN_SECONDS) + len(REF_SECONDS) + sum(d <= short for d in paired) and hashed == []
+    assert doc["metrics"]["fd_passt"] is not None and doc["metrics"]["kl_passt"] is not None
+
+
 def test_csv_rows_keep_stem_order_under_length_batches(uneven, tmp_path):
     gen, ref = uneven
     per = tmp_path / "per.csv"

@@ -307,3 +307,107 @@ def test_a_failed_prefetch_leaves_the_load_to_the_caller(monkeypatch):
     assert torch.equal(a, protocol_waveform(other, 16000, 32000, "fastvideo"))
     assert torch.equal(b, protocol_waveform(other, 16000, 16000, "av-benchmark"))
     assert cache.misses == 4
+
+
+def test_all_finite_matches_isfinite_all():
+    from torchmetrics_av.preprocessing import all_finite
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(3, 4001, generator=gen, dtype=dtype)
+        assert all_finite(x) and all_finite(x[:, :0])
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            y = x.clone()
+            y[2, 4000] = bad
+            assert not all_finite(y) and all_finite(y) == bool(torch.isfinite(y).all())
+    with pytest.raises(ValueError, match=r"`preds\[1\]` contains NaN"):
+        as_clip_list([torch.zeros(100), torch.tensor([0.0, float("-inf")])], "preds")
+
+
+def _pad_counter(calls: list[int], length: int):
+    def pad(t):
+        calls.append(1)
+        return pad_or_trim(t, length)
+
+    return pad
+
+
+def test_derived_values_are_shared_while_held_and_plain_otherwise():
+    from torchmetrics_av.preprocessing import LoaderCache, derived, held_token, protocol_waveform
+
+    clip, calls = torch.randn(1, 16000), []
+    pad = _pad_counter(calls, 40000)
+    assert torch.equal(derived(clip[0], ("pad_or_trim", 40000), pad), pad_or_trim(clip[0], 40000))  # no cache
+    cache = LoaderCache()
+    with cache.active():
+        x = protocol_waveform(clip, 16000, 32000, "fastvideo")
+        a = derived(x, ("pad_or_trim", 40000), pad)
+        b = derived(x[:32000], ("pad_or_trim", 40000), pad)  # a view with x's memory, shape and version: held
+        assert a is b and len(calls) == 2 and (cache.derived_misses, cache.derived_hits) == (1, 1)
+        assert torch.equal(a, pad_or_trim(protocol_waveform(clip, 16000, 32000, "fastvideo"), 40000))
+        assert held_token(a) is not None and held_token(a) == held_token(a) != held_token(x)
+        # Equal samples in another tensor the cache did not make: computed, never stored, no name.
+        other = x.clone()
+        assert derived(other, ("pad_or_trim", 40000), pad) is not a and len(calls) == 3
+        assert held_token(other) is None
+        a.add_(0.0)  # an in-place edit through torch: the name and the stored values no longer apply
+        assert held_token(a) is None
+        cache.forget([clip])
+        assert held_token(x) is None and derived(x, ("pad_or_trim", 40000), pad) is not a
+    assert held_token(x) is None  # outside the cache
+
+
+def test_prefetch_repeats_the_learnt_steps_on_another_thread():
+    import threading
+
+    from torchmetrics_av.preprocessing import LoaderCache, derived, held_token, protocol_waveform
+
+    first, second, calls = torch.randn(1, 16000), torch.randn(1, 16000), []
+    pad = _pad_counter(calls, 40000)
+    cache, learnt = LoaderCache(), []
+    cache.on_learn = lambda: learnt.append(1)
+    with cache.active():
+        derived(protocol_waveform(first, 16000, 32000, "fastvideo"), ("pad_or_trim", 40000), pad)
+        derived(protocol_waveform(first, 16000, 32000, "fastvideo"), ("pad_or_trim", 40000), pad)
+    assert len(learnt) == 2 and len(calls) == 1  # one loader call and one step, each learnt once
+    worker = threading.Thread(target=cache.prefetch, args=(second, 16000))
+    worker.start()
+    worker.join()
+    assert len(calls) == 2  # the step ran on the prefetching thread
+    with cache.active():
+        x = protocol_waveform(second, 16000, 32000, "fastvideo")
+        window = derived(x, ("pad_or_trim", 40000), pad)
+        assert len(calls) == 2 and cache.derived_hits == 2 and held_token(window) is not None
+    assert torch.equal(window, pad_or_trim(protocol_waveform(second, 16000, 32000, "fastvideo"), 40000))
+
+
+def test_cli_prefetcher_loads_held_clips_once_the_first_call_is_learnt(monkeypatch):
+    from pathlib import Path
+
+    from torchmetrics_av import preprocessing
+    from torchmetrics_av.cli.inputs import Clip
+    from torchmetrics_av.cli.runner import _Prefetcher
+
+    threads: list[bool] = []
+    original = preprocessing._protocol_waveform
+
+    def counted(*args):
+        import threading
+
+        threads.append(threading.current_thread() is threading.main_thread())
+        return original(*args)
+
+    monkeypatch.setattr(preprocessing, "_protocol_waveform", counted)
+    clips = [Clip(f"c{i}", Path(f"c{i}.wav"), torch.randn(1, 8000), 16000) for i in range(3)]
+    prefetcher = _Prefetcher(workers=2)
+    for c in clips:
+        prefetcher.add(c)  # decoded before any metric ran: nothing to load yet
+    assert threads == []
+    with prefetcher.active():
+        protocol_waveform(clips[0].audio, 16000, 32000, "fastvideo")  # teaches the call: the others are prefetched
+        prefetcher._pool.shutdown(wait=True)
+        outs = [protocol_waveform(c.audio, 16000, 32000, "fastvideo") for c in clips[1:]]
+    assert sorted(threads) == [False, False, True] and prefetcher.cache.hits == 2  # main thread: the first only
+    for c, out in zip(clips[1:], outs):
+        call = preprocessing._LoaderCall(32000, preprocessing.get_protocol("fastvideo"), None, None, False)
+        assert torch.equal(out, original(c.audio, 16000, call))

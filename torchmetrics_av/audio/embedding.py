@@ -47,7 +47,7 @@ from torchmetrics_av.base import (  # noqa: F401 - clip_groups, dedup_rows, row_
     resolve_rates,
     row_keys,
 )
-from torchmetrics_av.preprocessing import RESAMPLERS, AudioInput, Resampler, as_clip_list, sample_rates
+from torchmetrics_av.preprocessing import RESAMPLERS, AudioInput, Resampler, all_finite, as_clip_list, sample_rates
 from torchmetrics_av.protocols import ProtocolSpec
 
 # The two sides of a set metric (FD, KAD): generated and reference clips.
@@ -246,7 +246,7 @@ def embed_set(
     """
     per_clip = [r.to(device, torch.float64) for r in embed_rows(name, backbone, waves, batch_size)]
     width = per_clip[0].shape[1] if per_clip else embedding_dim(name, backbone)
-    finite = [bool(torch.isfinite(r).all()) for r in per_clip]
+    finite = [all_finite(r) for r in per_clip]
     good = [r for r, ok in zip(per_clip, finite) if ok]
     clip_ids = torch.full((n_clips,), -1, dtype=torch.int64, device=device) if ids is None else ids.to(device)
     picked = [clip_ids[k] for k, ok in zip(kept, finite) if ok]

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from torchmetrics_av.backbones.memo import MemoisedBackbone
-from torchmetrics_av.preprocessing import pad_or_trim, protocol_waveform, sliding_windows
+from torchmetrics_av.preprocessing import derived, pad_or_trim, protocol_waveform, sliding_windows
 from torchmetrics_av.protocols import ProtocolSpec, get_protocol
 from torchmetrics_av.weights import checkpoint, file_digest, load_state_dict, resolve_checkpoint
 
@@ -284,4 +285,5 @@ def passt_windows(
         return None
     if kind == "kl" and spec.kl_windows == "sliding":
         return sliding_windows(x, PASST_SAMPLE_RATE)
-    return [pad_or_trim(x, PASST_MAX_SAMPLES)]
+    # derived(): FD and KL (and its memo key) share this window of a clip loaded once under torchmetrics-av evaluate.
+    return [derived(x, ("pad_or_trim", PASST_MAX_SAMPLES), functools.partial(pad_or_trim, length=PASST_MAX_SAMPLES))]

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -203,6 +205,19 @@ def by_length(stems: Sequence[str], paths: dict[str, Path], workers: int = 1) ->
     return sorted(stems, key=lambda s: (lengths[s] is None, -(lengths[s] or 0.0), s))
 
 
+# Scheduling niceness of the decoder threads (Linux; 0..19, higher yields more): the model's threads come first, so a
+# decoder busy resampling never stalls a forward's parallel region on a machine with few cores. 10 is nice(1)'s default.
+DECODER_NICENESS = 10
+
+
+def lower_thread_priority() -> None:
+    """Make the calling thread yield the CPU to the model's (``DECODER_NICENESS``); a no-op where unsupported."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODER_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: decoding simply competes as before
+        pass
+
+
 def bounded_map(fn: Callable[[str], Any], stems: Sequence[str], workers: int, ahead: int = 0) -> Iterator[Any]:
     """``map(fn, stems)`` on ``workers`` threads, in order, with at most ``max(ahead, workers * PREFETCH_PER_WORKER)``
     results ahead of the consumer (``ahead`` = one batch plus a file per thread lets the threads load the next batch
@@ -210,7 +225,7 @@ def bounded_map(fn: Callable[[str], Any], stems: Sequence[str], workers: int, ah
     """
     workers = max(1, workers)
     limit = max(ahead, workers * PREFETCH_PER_WORKER)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers, initializer=lower_thread_priority) as pool:
         todo = iter(stems)
         pending: deque[Future] = deque()
         for stem in todo:

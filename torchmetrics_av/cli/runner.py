@@ -17,7 +17,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from torchmetrics_av.cli.inputs import (
     bounded_map,
     by_length,
     list_files,
+    lower_thread_priority,
     read_clip,
 )
 from torchmetrics_av.cli.inputs import read_texts as _read_texts
@@ -162,18 +166,66 @@ class MetricRun:
         return value, details, rows
 
 
-def _prefetch(cache: LoaderCache, clip: Clip) -> None:
-    """Run the metrics' loaders (resampling) on a decoded clip, on the decoder thread; a failure is left to the
-    metric, which meets it again on the main thread and rejects the file with its own message.
+class _Prefetcher:
+    """The CLI's :class:`LoaderCache` and the clips decoded but not yet fed: their loads (resampling, windows, memo
+    keys) run on the decoder threads, off the main thread.
+
+    A decoded clip is prefetched at once on its decoder thread with every step the cache knows. The steps are learnt
+    from the metrics' first calls, after the first batches have been decoded: whenever the cache learns one, every
+    held clip is prefetched again on ``workers`` helper threads, so that even the first batch is loaded in parallel.
+    A failed prefetch stores nothing: the metric meets the failure again on the main thread and rejects the file with
+    its own message.
     """
-    try:
-        cache.prefetch(clip.audio, clip.sample_rate)
-    except Exception:  # noqa: BLE001, S110 - nothing was stored for the failed load: the metric computes it itself
-        pass
+
+    def __init__(self, workers: int) -> None:
+        self.cache = LoaderCache()
+        self._ready: dict[int, tuple[Tensor, int]] = {}  # id(audio) -> (audio, rate): decoded, not yet forgotten
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="tmav-prefetch", initializer=lower_thread_priority
+        )
+        self.cache.on_learn = self._again
+
+    def add(self, clip: Clip) -> None:
+        """A decoded clip: hold it and prefetch it here (on the decoder thread)."""
+        with self._lock:
+            self._ready[id(clip.audio)] = (clip.audio, clip.sample_rate)
+        self._one(clip.audio, clip.sample_rate)
+
+    def _again(self) -> None:
+        with self._lock:
+            held = list(self._ready.values())
+        for audio, rate in held:
+            self._pool.submit(self._one, audio, rate)
+
+    def _one(self, audio: Tensor, rate: int) -> None:
+        with self._lock:
+            if id(audio) not in self._ready:  # fed and forgotten meanwhile
+                return
+        try:
+            self.cache.prefetch(audio, rate)
+        except Exception:  # noqa: BLE001, S110 - nothing was stored for the failed load: the metric computes it itself
+            pass
+
+    def forget(self, clips: Sequence[Tensor]) -> None:
+        """The clips of a fed batch: release them and what was loaded from them."""
+        with self._lock:
+            for c in clips:
+                self._ready.pop(id(c), None)
+        self.cache.forget(clips)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[_Prefetcher]:
+        """The cache active in this block; the helper threads stopped (pending prefetches dropped) when it ends."""
+        try:
+            with self.cache.active():
+                yield self
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _decoder(
-    inv: Inventory, reads_refs: bool, frames: bool, orphans: list[str], cache: LoaderCache
+    inv: Inventory, reads_refs: bool, frames: bool, orphans: list[str], prefetcher: _Prefetcher
 ) -> Callable[[str], Item | None]:
     ids = {stem: i for i, stem in enumerate(inv.order)}
 
@@ -185,7 +237,7 @@ def _decoder(
             if reads_refs and stem in inv.ref:
                 orphans.append(stem)  # its reference still counts for FD
             return None
-        _prefetch(cache, gen)
+        prefetcher.add(gen)
         ref = None
         if reads_refs and stem in inv.ref:
             try:
@@ -193,7 +245,7 @@ def _decoder(
             except Exception as err:  # noqa: BLE001
                 inv.fail(inv.ref[stem], err)
             else:
-                _prefetch(cache, ref)
+                prefetcher.add(ref)
         return Item(stem, gen, ref, ids[stem])
 
     return load
@@ -223,14 +275,14 @@ def _batched(
     return batches(_without_broken(bounded_map(load, order, args.num_workers, ahead), progress), args.batch_size)
 
 
-def _load_ref(inv: Inventory, cache: LoaderCache) -> Callable[[str], Clip | None]:
+def _load_ref(inv: Inventory, prefetcher: _Prefetcher) -> Callable[[str], Clip | None]:
     def load(stem: str) -> Clip | None:
         try:
             clip = read_clip(stem, inv.ref[stem], frames=False)
         except Exception as err:  # noqa: BLE001 - any decoder failure is reported per file
             inv.fail(inv.ref[stem], err)
             return None
-        _prefetch(cache, clip)
+        prefetcher.add(clip)
         return clip
 
     return load
@@ -267,25 +319,25 @@ def run_evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
 
     progress = Progress(len(inv.gen) + (len(inv.unmatched_ref) if ref_pass else 0), "evaluate")
     # Every clip is loaded (resampled) once for all metrics with the same loader, ahead of time on the decoder threads.
-    cache = LoaderCache()
-    load = _decoder(inv, reads_refs, frames, orphans, cache)
+    prefetcher = _Prefetcher(args.num_workers)
+    load = _decoder(inv, reads_refs, frames, orphans, prefetcher)
     # Paired stems and the others are batched apart (as a user of the Python API would feed pairs, then the rest).
     groups = (inv.paired, inv.unmatched_gen)
-    with cache.active():
+    with prefetcher.active():
         for batch in (b for group in groups for b in _batched(load, group, inv.gen, progress, args)):
             seen.add(batch)
             for run in runs.values():
                 run.feed_batch(batch, ctx)
-            cache.forget(_clips_of(batch))
+            prefetcher.forget(_clips_of(batch))
             progress.advance(len(batch))
         if ref_pass:
             rest = sorted([*inv.unmatched_ref, *orphans])
             progress.grow(len(orphans))
-            for clips in _batched(_load_ref(inv, cache), rest, inv.ref, progress, args):
+            for clips in _batched(_load_ref(inv, prefetcher), rest, inv.ref, progress, args):
                 seen.refs.update(c.sample_rate for c in clips)
                 for run in ref_pass:
                     run.feed_refs(clips)
-                cache.forget([c.audio for c in clips])
+                prefetcher.forget([c.audio for c in clips])
                 progress.advance(len(clips))
     progress.close()
     doc = _document(args, inv, texts, backbones, runs, seen, frames)
@@ -380,11 +432,11 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     _, runs = _open([REFERENCE_METRIC], args)
     run = runs[REFERENCE_METRIC]
     progress = Progress(len(files), "reference")
-    cache = LoaderCache()
-    with cache.active():
-        for clips in _batched(_load_ref(inv, cache), sorted(files), files, progress, args):
+    prefetcher = _Prefetcher(args.num_workers)
+    with prefetcher.active():
+        for clips in _batched(_load_ref(inv, prefetcher), sorted(files), files, progress, args):
             run.feed_refs(clips)
-            cache.forget([c.audio for c in clips])
+            prefetcher.forget([c.audio for c in clips])
             progress.advance(len(clips))
     progress.close()
     try:
