@@ -12,6 +12,11 @@ Sections (a registry: :data:`SECTIONS`, one function each returning a dict):
   each with its own backbones: backbone forwards counted (calls and clips) and time, on one batch.
 - ``fd_compute``: FD ``compute()`` vs scipy ``sqrtm`` and torchmetrics ``_compute_fid`` at D = 128/768/2048, and
   the exact low-rank route (the functions of ``benchmarks/bench_fd_compute.py``).
+- ``allocator``: the bare PaSST forward in fresh processes under glibc malloc's default vs
+  :func:`torchmetrics_av.allocator.tune_cpu_allocator` (time and page faults per forward).
+
+Every other section runs in this process with the CPU allocator tuned, as the ``torchmetrics-av`` command runs
+(``--cpu-allocator default`` keeps glibc's behaviour; ``environment.cpu_allocator`` records which).
 
 Times are the best of ``--repeats`` runs, the variants of one ratio timed alternately; only ratios mean something on
 a shared machine (``load_average`` in the JSON says how shared it was). ``--quick`` uses the tiny configs (a few
@@ -298,6 +303,75 @@ def cli_section(opts: Options) -> dict[str, Any]:
     }
 
 
+# Allocator section: the bare PaSST forward on one batch of 10 s windows in fresh processes, glibc malloc's default
+# against torchmetrics_av.allocator's tuning (the process-wide setting cannot be undone, hence a process per variant).
+# Batch: the CLI's default --batch-size at tiny size; 4 at full size (~10 s per forward on 2 cores untuned).
+ALLOCATOR_BATCH = {"tiny": 8, "full": 4}
+# Timed forwards per process (after one warm-up), and processes per variant, alternated: best of all.
+ALLOCATOR_REPEATS = {"quick": 4, "full": 3}
+ALLOCATOR_PROCESSES = 2
+# One process of the allocator section: argv = mode (tune|default), size, batch, repeats, device; prints one JSON line.
+ALLOCATOR_PROBE = """
+import json, resource, sys, time
+import torch
+from torchmetrics_av.allocator import cpu_allocator_state, tune_cpu_allocator
+from benchmarks.cases import build_backbone
+mode, size, batch, repeats, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+if mode == "tune":
+    tune_cpu_allocator()
+net = build_backbone("passt", size).to(device).eval()
+x = 0.1 * torch.randn(batch, 320000, generator=torch.Generator().manual_seed(0)).to(device)
+runs, faults = [], []
+with torch.no_grad():
+    for i in range(repeats + 1):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        net(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i:
+            runs.append(time.perf_counter() - t0)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(json.dumps({"state": cpu_allocator_state(), "runs_s": runs, "page_faults": faults}))
+"""
+
+
+@section("allocator")
+def allocator_section(opts: Options) -> dict[str, Any]:
+    """The PaSST forward under glibc malloc's default vs :func:`torchmetrics_av.allocator.tune_cpu_allocator`.
+
+    Each variant runs in :data:`ALLOCATOR_PROCESSES` fresh processes, alternated; ``speedup`` = best default time /
+    best tuned time, with the minor page faults per forward of each (the cost the tuning removes).
+    """
+    batch, repeats = ALLOCATOR_BATCH[opts.size], ALLOCATOR_REPEATS["quick" if opts.quick else "full"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env["TORCHMETRICS_AV_CPU_ALLOCATOR"] = ""
+    results: dict[str, list[dict[str, Any]]] = {"default": [], "tune": []}
+    for _ in range(ALLOCATOR_PROCESSES):
+        for mode in results:
+            argv = [sys.executable, "-c", ALLOCATOR_PROBE, mode, opts.size, str(batch), str(repeats), str(opts.device)]
+            out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"allocator probe ({mode}) failed: {out.stderr[-1500:]}")
+            results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    best = {mode: min(t for r in runs for t in r["runs_s"]) for mode, runs in results.items()}
+    faults = {mode: statistics.median(f for r in runs for f in r["page_faults"]) for mode, runs in results.items()}
+    return {
+        "backbone": "passt",
+        "size": opts.size,
+        "batch": batch,
+        "states": {mode: sorted({r["state"] for r in runs}) for mode, runs in results.items()},
+        "default_s": best["default"],
+        "tuned_s": best["tune"],
+        "default_runs_s": [t for r in results["default"] for t in r["runs_s"]],
+        "tuned_runs_s": [t for r in results["tune"] for t in r["runs_s"]],
+        "default_page_faults_per_forward": faults["default"],
+        "tuned_page_faults_per_forward": faults["tune"],
+        "speedup": best["default"] / best["tune"],
+    }
+
+
 # Suite section: pairs per update and their length (av-benchmark's 8 s), under av-benchmark's protocol.
 SUITE_PAIRS = {"quick": 2, "full": 16}
 # Timed suite runs per variant in a quick run: one update of every video model costs ~10 s on 2 loaded CPU cores; the
@@ -443,8 +517,9 @@ def _git_commit() -> str | None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """Where the numbers come from: versions, cores, threads, device name, commit."""
+    """Where the numbers come from: versions, cores, threads, CPU allocator, device name, commit."""
     import torchmetrics_av
+    from torchmetrics_av.allocator import cpu_allocator_state
 
     try:
         cores = len(os.sched_getaffinity(0))
@@ -458,6 +533,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_cores": cores,
         "torch_threads": torch.get_num_threads(),
+        "cpu_allocator": cpu_allocator_state(),  # every section but `allocator` runs as the command does: "tuned"
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
     }
@@ -541,8 +617,19 @@ def markdown_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{suite['separate_forwards']['clips']} clips ({suite['implementation']})",
             )
         )
+    alloc = doc["sections"].get("allocator")
+    if alloc:
+        rows.append(
+            (
+                f"PaSST forward ({alloc['size']} config, batch of {alloc['batch']} windows of 10 s), glibc malloc's "
+                "default vs `torchmetrics_av.allocator` (as `torchmetrics-av` runs)",
+                f"{_fmt_ratio(alloc['speedup'])} faster ({alloc['default_s']:.2f} s → {alloc['tuned_s']:.2f} s; "
+                f"page faults per forward {alloc['default_page_faults_per_forward']:.0f} → "
+                f"{alloc['tuned_page_faults_per_forward']:.0f})",
+            )
+        )
     for name, data in doc["sections"].items():
-        if name not in ("backbones", "fd_compute", "cli", "suite"):
+        if name not in ("backbones", "fd_compute", "cli", "suite", "allocator"):
             rows.extend(_generic_rows(name, data))
     return rows
 
@@ -612,6 +699,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--backbones", nargs="+", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--cli-files", type=int, help="generated (and reference) WAV files of the cli section")
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the README table of a results file")
+    parser.add_argument(
+        "--cpu-allocator",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="tuned (default): keep freed memory, as the torchmetrics-av command does (torchmetrics_av.allocator); "
+        "default: glibc's own behaviour. The allocator section measures both in fresh processes either way",
+    )
     args = parser.parse_args(argv)
     if any(b < 1 for b in args.batches):
         parser.error("--batches must be positive")
@@ -631,6 +725,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is visible", file=sys.stderr)
         return 2
+    if args.cpu_allocator == "tuned":
+        from torchmetrics_av.allocator import tune_cpu_allocator
+
+        tune_cpu_allocator()
     size = args.size or ("tiny" if args.quick else "full")
     opts = Options(
         device=torch.device(args.device),

@@ -14,6 +14,7 @@ import torch
 
 from tests import golden_codec
 from tests.fill_v1 import fill_v1 as _fill_v1
+from torchmetrics_av.allocator import tune_cpu_allocator
 
 REPO = Path(__file__).resolve().parents[1]
 # Golden data the tests read travels with the repo: tests/golden/<name>/ (see its README.md).
@@ -31,6 +32,9 @@ def golden_roots() -> list[Path]:
 
 # The goldens were produced on CPU with 2 threads; float32 reductions depend on the thread split.
 torch.set_num_threads(2)
+# Freed CPU memory is kept for reuse, as under the torchmetrics-av command: the full-size forwards stop paying page
+# faults (the suite's time), values are unchanged. test_allocator.py checks both settings in fresh processes.
+tune_cpu_allocator()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -70,6 +71,9 @@ def test_demo_command_offline_random_weights(tmp_path):
     assert "HFWhisper" in doc["provenance"]["backbones"]  # WER's default --asr-backend
     assert set(doc["metrics"]["aesthetics"]) == {"CE", "CU", "PC", "PQ"}
     assert doc["provenance"]["random_weights"] == "tiny" and doc["provenance"]["missing_checkpoints"] == []
+    # The command keeps freed CPU memory for reuse (torchmetrics_av.allocator; tests/test_allocator.py).
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert doc["provenance"]["cpu_allocator"] == ("tuned" if glibc else "unsupported")
     files = doc["files"]
     assert files["n_gen"] == files["n_gen_videos"] == files["n_paired"] == 6 and not files["broken"]
     assert files["skipped"] == {} and files["n_scored"]["wer"] == 2

@@ -230,8 +230,6 @@ def test_tiny_batching_features_and_language_forcing(tiny, monkeypatch):
 def test_hf_whisper_equals_openai_whisper_on_golden(tmp_path, fill_v1):
     import whisper
 
-    from torchmetrics_av.backbones.whisper import Whisper
-
     g = load_golden("wer", "whisper_golden.pt")
     meta = json.loads(g["meta_json"])
     src = whisper.model.Whisper(whisper.model.ModelDimensions(**meta["dims"]))
@@ -253,17 +251,18 @@ def test_hf_whisper_equals_openai_whisper_on_golden(tmp_path, fill_v1):
         enc = hf.model.model.encoder(feats).last_hidden_state
     assert (enc[:, ::25] - g["encoder_output_sub"]).abs().max() <= 1e-4
 
-    openai = Whisper(weights=path, sample_len=n_steps)
-    ref_en = openai.decode(waves, ["en"] * len(waves))
-    ref_auto = openai.decode(waves)
+    # The golden tokens are openai-whisper's decode (our port equals them: test_wer.py::test_whisper_golden), so
+    # comparing HF with the golden compares it with openai-whisper without paying for a second decode here.
     hf_en = hf.generate_tokens(waves, ["en"] * len(waves), force_language=True)
     hf_auto = hf.generate_tokens(waves)  # FastVideo's call: no language, the model detects it
     for i in range(len(waves)):
-        assert hf_en[i] == ref_en[i].tokens == g["decode_en_tokens"][i].tolist()
-        assert hf_auto[i] == ref_auto[i].tokens == g["decode_auto_tokens"][i].tolist()
-    assert hf.decode(hf_en) == [r.text for r in ref_en] == list(g["decode_en_text"])
-    assert hf.decode(hf_auto) == [r.text for r in ref_auto] == list(g["decode_auto_text"])
+        assert hf_en[i] == g["decode_en_tokens"][i].tolist()
+        assert hf_auto[i] == g["decode_auto_tokens"][i].tolist()
+    assert hf.decode(hf_en) == list(g["decode_en_text"])
+    assert hf.decode(hf_auto) == list(g["decode_auto_text"])
     # The language HF detected is the golden's (its prompt is [sot, <|ar|>, transcribe, notimestamps]).
-    lang_ids = hf.model.detect_language(input_features=feats)
+    from transformers.modeling_outputs import BaseModelOutput
+
+    lang_ids = hf.model.detect_language(encoder_outputs=BaseModelOutput(enc))  # the encoder output checked above
     codes = {v: k[2:-2] for k, v in hf.model.generation_config.lang_to_id.items()}
     assert [codes[int(t)] for t in lang_ids] == list(g["decode_auto_language"])

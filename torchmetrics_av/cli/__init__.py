@@ -88,7 +88,7 @@ from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.cli.parser import build_parser
 from torchmetrics_av.cli.registry import METRICS
 
-__all__ = ["CLIError", "METRICS", "build_parser", "main"]
+__all__ = ["CLIError", "METRICS", "build_parser", "console_main", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,3 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightsNotFoundError as err:  # a file loaded on first use, after the backbones were built
         print(f"torchmetrics-av: error: {err}\nWith the CLI, put the files in --weights-dir DIR.", file=sys.stderr)
     return 2
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The ``torchmetrics-av`` console script (and ``python -m torchmetrics_av.cli``): :func:`main` in a process whose
+    CPU allocator keeps freed memory (:func:`torchmetrics_av.allocator.tune_cpu_allocator`: the same numbers, batched
+    CPU forwards up to ~2x faster; ``TORCHMETRICS_AV_CPU_ALLOCATOR=default`` opts out). :func:`main` itself, called
+    from Python, leaves the caller's process as it is.
+    """
+    from torchmetrics_av.allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()
+    return main(argv)

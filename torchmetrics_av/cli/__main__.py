@@ -2,6 +2,6 @@
 
 import sys
 
-from torchmetrics_av.cli import main
+from torchmetrics_av.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

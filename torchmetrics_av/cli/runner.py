@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchmetrics_av.allocator import cpu_allocator_state
 from torchmetrics_av.cli.backbones import build_backbones
 from torchmetrics_av.cli.errors import CLIError
 from torchmetrics_av.cli.estimators import add_estimates
@@ -413,6 +414,7 @@ def _document(
         "sample_rates": {"gen": sorted(seen.gen), "ref": sorted(seen.refs)},
         "video_fps": sorted(seen.fps),
         "device": str(args.device),
+        "cpu_allocator": cpu_allocator_state(),  # "tuned" under the torchmetrics-av command (torchmetrics_av.allocator)
         "batch_size": args.batch_size,
         "batch_order": args.batch_order,
         "whisper_model": args.whisper_model if "whisper" in backbones else None,
