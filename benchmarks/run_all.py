@@ -347,10 +347,11 @@ def allocator_section(opts: Options) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env["TORCHMETRICS_AV_CPU_ALLOCATOR"] = ""
-    results: dict[str, list[dict[str, Any]]] = {"default": [], "tune": []}
+    results: dict[str, list[dict[str, Any]]] = {"default": [], "tuned": []}
     for _ in range(ALLOCATOR_PROCESSES):
         for mode in results:
-            argv = [sys.executable, "-c", ALLOCATOR_PROBE, mode, opts.size, str(batch), str(repeats), str(opts.device)]
+            probe = "tune" if mode == "tuned" else "default"
+            argv = [sys.executable, "-c", ALLOCATOR_PROBE, probe, opts.size, str(batch), str(repeats), str(opts.device)]
             out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
             if out.returncode != 0:
                 raise RuntimeError(f"allocator probe ({mode}) failed: {out.stderr[-1500:]}")
@@ -363,12 +364,12 @@ def allocator_section(opts: Options) -> dict[str, Any]:
         "batch": batch,
         "states": {mode: sorted({r["state"] for r in runs}) for mode, runs in results.items()},
         "default_s": best["default"],
-        "tuned_s": best["tune"],
+        "tuned_s": best["tuned"],
         "default_runs_s": [t for r in results["default"] for t in r["runs_s"]],
-        "tuned_runs_s": [t for r in results["tune"] for t in r["runs_s"]],
+        "tuned_runs_s": [t for r in results["tuned"] for t in r["runs_s"]],
         "default_page_faults_per_forward": faults["default"],
-        "tuned_page_faults_per_forward": faults["tune"],
-        "speedup": best["default"] / best["tune"],
+        "tuned_page_faults_per_forward": faults["tuned"],
+        "speedup": best["default"] / best["tuned"],
     }
 
 

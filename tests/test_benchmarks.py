@@ -10,6 +10,7 @@ from __future__ import annotations
 import doctest
 import json
 import math
+import platform
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,28 @@ def test_cli_section_times_warm_runs_against_their_own_forwards(tmp_path, monkey
     assert r["files_per_s"] == pytest.approx(3 / r["pipeline_s"])
     # 3 generated + 3 reference clips at --batch-size 8: one PaSST forward per side (FD and KL share it).
     assert r["forward_calls"] == {"passt": 2}
+
+
+def test_allocator_section_measures_both_settings_in_fresh_processes(tmp_path, monkeypatch):
+    monkeypatch.setitem(run_all.ALLOCATOR_REPEATS, "quick", 2)
+    monkeypatch.setattr(run_all, "ALLOCATOR_PROCESSES", 1)
+    out = tmp_path / "alloc.json"
+    assert run_all.main(["--quick", "--sections", "allocator", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    r = doc["sections"]["allocator"]
+    assert r["size"] == "tiny" and r["batch"] == run_all.ALLOCATOR_BATCH["tiny"]
+    assert len(r["default_runs_s"]) == len(r["tuned_runs_s"]) == 2
+    assert r["default_s"] == min(r["default_runs_s"]) and r["tuned_s"] == min(r["tuned_runs_s"])
+    assert r["speedup"] == pytest.approx(r["default_s"] / r["tuned_s"])
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    if glibc:  # each variant really ran as named, and the tuned one stopped re-faulting its activations
+        assert r["states"] == {"default": ["default"], "tuned": ["tuned"]}
+        assert r["tuned_page_faults_per_forward"] < 0.25 * r["default_page_faults_per_forward"]
+    else:
+        assert r["states"] == {"default": ["unsupported"], "tuned": ["unsupported"]}
+    # This process (every other section) runs tuned, as the command does, and says so.
+    assert doc["environment"]["cpu_allocator"] == ("tuned" if glibc else "unsupported")
+    assert "glibc malloc's default vs `torchmetrics_av.allocator`" in run_all.markdown_table(doc)
 
 
 def test_readme_table_from_the_json(quick_doc, tmp_path):
