@@ -3,11 +3,12 @@
 Why: torch allocates CPU tensors with the C library's ``malloc``. glibc serves a large request (above a threshold that
 starts at 128 KiB and grows to at most 32 MiB) with a fresh ``mmap`` and returns it to the kernel on ``free``, so each
 forward of an audio model touches its activation memory for the first time again: every 4 KiB page costs a page fault
-and a zeroing in the kernel. On the backbones' batched forwards that is most of the CPU time: with glibc's defaults,
-half of the tiny PaSST's forward is system time (1.25 M page faults per ten batches of eight 10 s windows), and the
-full-size PaSST runs at batch 4 in 10.2 s instead of 7.0 s (``benchmarks/run_all.py``, section ``allocator``,
-measures both on the machine at hand). Keeping freed memory for reuse removes the faults; the values computed are the
-same, bit for bit (only where memory comes from changes), and the process keeps its peak memory until it exits.
+and a zeroing in the kernel. On the backbones' batched forwards that is a large share of the CPU time: with glibc's
+defaults, half of the tiny PaSST's forward is system time (1.25 M page faults per ten batches of eight 10 s windows),
+and a full-size PaSST forward of 4 windows took 10.2 s untuned against 7.0 s tuned on 2 quiet CPU cores
+(``benchmarks/run_all.py``, section ``allocator``, measures both on the machine at hand). Keeping freed memory for
+reuse removes the faults; the values computed are the same, bit for bit (only where memory comes from changes), and
+the process keeps its peak memory until it exits.
 
 ``torchmetrics-av`` applies :func:`tune_cpu_allocator` when it starts (the state is in its JSON's provenance,
 ``cpu_allocator``); the Python API never changes the process's allocator by itself: a training script or notebook that
