@@ -310,15 +310,15 @@ ALLOCATOR_BATCH = {"tiny": 8, "full": 4}
 # Timed forwards per process (after one warm-up), and processes per variant, alternated: best of all.
 ALLOCATOR_REPEATS = {"quick": 4, "full": 3}
 ALLOCATOR_PROCESSES = 2
-# One process of the allocator section: argv = mode (tune|default), size, batch, repeats, device; prints one JSON line.
+# One process of the allocator section: argv = mode (tune|default), size, batch, repeats, device, and optionally a
+# path to save the last forward's outputs to; prints one JSON line.
 ALLOCATOR_PROBE = """
 import json, resource, sys, time
 import torch
 from torchmetrics_av.allocator import cpu_allocator_state, tune_cpu_allocator
 from benchmarks.cases import build_backbone
 mode, size, batch, repeats, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-if mode == "tune":
-    tune_cpu_allocator()
+applied = tune_cpu_allocator() if mode == "tune" else None
 net = build_backbone("passt", size).to(device).eval()
 x = 0.1 * torch.randn(batch, 320000, generator=torch.Generator().manual_seed(0)).to(device)
 runs, faults = [], []
@@ -326,36 +326,59 @@ with torch.no_grad():
     for i in range(repeats + 1):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
-        net(x)
+        out = net(x)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         if i:
             runs.append(time.perf_counter() - t0)
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-print(json.dumps({"state": cpu_allocator_state(), "runs_s": runs, "page_faults": faults}))
+if len(sys.argv) > 6:
+    torch.save(out, sys.argv[6])
+print(json.dumps({"applied": applied, "state": cpu_allocator_state(), "runs_s": runs, "page_faults": faults}))
 """
+
+
+def allocator_probe(
+    tune: bool,
+    size: str,
+    batch: int,
+    repeats: int,
+    device: str = "cpu",
+    *,
+    save_to: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Time the bare PaSST forward on ``batch`` windows ``repeats`` times (after a warm-up) in a fresh process, with the
+    CPU allocator tuned or as glibc leaves it; ``{"applied", "state", "runs_s", "page_faults"}`` (minor faults per
+    forward). The process inherits no glibc malloc settings of this one (``MALLOC_*``, ``GLIBC_TUNABLES``, the
+    opt-out) except those in ``env``; ``save_to`` keeps the last forward's outputs (``torch.save``).
+    """
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    clean.pop("TORCHMETRICS_AV_CPU_ALLOCATOR", None)
+    clean["PYTHONPATH"] = os.pathsep.join([str(REPO), clean.get("PYTHONPATH", "")])
+    mode = "tune" if tune else "default"
+    argv = [sys.executable, "-c", ALLOCATOR_PROBE, mode, size, str(batch), str(repeats), device]
+    if save_to is not None:
+        argv.append(str(save_to))
+    out = subprocess.run(argv, capture_output=True, text=True, env={**clean, **(env or {})}, cwd=REPO, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"allocator probe (tune={tune}) failed: {out.stderr[-1500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @section("allocator")
 def allocator_section(opts: Options) -> dict[str, Any]:
     """The PaSST forward under glibc malloc's default vs :func:`torchmetrics_av.allocator.tune_cpu_allocator`.
 
-    Each variant runs in :data:`ALLOCATOR_PROCESSES` fresh processes, alternated; ``speedup`` = best default time /
-    best tuned time, with the minor page faults per forward of each (the cost the tuning removes).
+    Each variant runs in :data:`ALLOCATOR_PROCESSES` fresh processes (:func:`allocator_probe`), alternated;
+    ``speedup`` = best default time / best tuned time, with the minor page faults per forward of each (the cost the
+    tuning removes).
     """
     batch, repeats = ALLOCATOR_BATCH[opts.size], ALLOCATOR_REPEATS["quick" if opts.quick else "full"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    env["TORCHMETRICS_AV_CPU_ALLOCATOR"] = ""
     results: dict[str, list[dict[str, Any]]] = {"default": [], "tuned": []}
     for _ in range(ALLOCATOR_PROCESSES):
-        for mode in results:
-            probe = "tune" if mode == "tuned" else "default"
-            argv = [sys.executable, "-c", ALLOCATOR_PROBE, probe, opts.size, str(batch), str(repeats), str(opts.device)]
-            out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
-            if out.returncode != 0:
-                raise RuntimeError(f"allocator probe ({mode}) failed: {out.stderr[-1500:]}")
-            results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for mode, runs in results.items():
+            runs.append(allocator_probe(mode == "tuned", opts.size, batch, repeats, str(opts.device)))
     best = {mode: min(t for r in runs for t in r["runs_s"]) for mode, runs in results.items()}
     faults = {mode: statistics.median(f for r in runs for f in r["page_faults"]) for mode, runs in results.items()}
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ torch.set_num_threads(2)
 # Freed CPU memory is kept for reuse, as under the torchmetrics-av command: the full-size forwards stop paying page
 # faults (the suite's time), values are unchanged. test_allocator.py checks both settings in fresh processes.
 tune_cpu_allocator()
+# Whether this process's C library is glibc on Linux: where torchmetrics_av.allocator has something to tune.
+GLIBC_MALLOC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

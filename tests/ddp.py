@@ -10,7 +10,7 @@ is isolation and failure handling, both kept here:
   ranks wait for each other between jobs; a job that leaves the default process group changed retires its pool;
 * failure: a rank that raises may leave the others blocked in a collective forever, so on the first error, on a rank
   dying, or on a timeout the whole pool is killed and discarded (the next call starts a fresh one), and the error
-  names the rank and carries its traceback. ``run_ddp(..., fresh=True)`` runs one call on its own throw-away pool.
+  names the rank and carries its traceback.
 """
 
 from __future__ import annotations
@@ -320,12 +320,12 @@ def shutdown() -> None:
         pool.join_or_kill(deadline)
 
 
-def run_ddp(fn: Callable[..., Any], world: int, *args: Any, fresh: bool = False) -> list[Any]:
+def run_ddp(fn: Callable[..., Any], world: int, *args: Any) -> list[Any]:
     """Call ``fn(rank, world, *args)`` on every rank of a ``world``-process gloo group; return the per-rank results.
 
     ``fn`` must be a module-level function (pickled by reference); ``args`` and results must be picklable (use CPU
-    tensors / floats). The ranks run single-threaded and are reused by later calls of the same world size; pass
-    ``fresh=True`` for a function that needs processes no other call has run in. Raises DDPError when a rank raises
+    tensors / floats). The ranks run single-threaded and are reused by later calls of the same world size (each job
+    starts from the state the ranks had when the pool started: see _Baseline). Raises DDPError when a rank raises
     (its traceback in the message), dies, or the call takes over CALL_TIMEOUT_S.
     """
     if world < 1:
@@ -333,15 +333,6 @@ def run_ddp(fn: Callable[..., Any], world: int, *args: Any, fresh: bool = False)
     deadline = time.monotonic() + CALL_TIMEOUT_S
     payload = pickle.dumps((fn, args))  # fails here, pool untouched, for a lambda or a local function
     what = f"run_ddp({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)!s}, world={world})"
-    if fresh:
-        pool = _Pool(world, deadline)
-        try:
-            results, _ = pool.run(payload, deadline, what)
-        except BaseException:
-            pool.kill()
-            raise
-        pool.close()
-        return results
     pool = _POOLS.get(world)
     if pool is None or not pool.alive():
         _drop(world)

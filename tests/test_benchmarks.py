@@ -10,7 +10,6 @@ from __future__ import annotations
 import doctest
 import json
 import math
-import platform
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import torch
 
 from benchmarks import cases, gpu_check, render_readme, run_all
 from benchmarks.cases import CASES, ForwardSpy, compare_outputs, replay
+from tests.conftest import GLIBC_MALLOC
 
 
 class _Outer(torch.nn.Module):
@@ -140,14 +140,13 @@ def test_allocator_section_measures_both_settings_in_fresh_processes(tmp_path, m
     assert len(r["default_runs_s"]) == len(r["tuned_runs_s"]) == 2
     assert r["default_s"] == min(r["default_runs_s"]) and r["tuned_s"] == min(r["tuned_runs_s"])
     assert r["speedup"] == pytest.approx(r["default_s"] / r["tuned_s"])
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    if glibc:  # each variant really ran as named, and the tuned one stopped re-faulting its activations
+    if GLIBC_MALLOC:  # each variant really ran as named, and the tuned one stopped re-faulting its activations
         assert r["states"] == {"default": ["default"], "tuned": ["tuned"]}
         assert r["tuned_page_faults_per_forward"] < 0.25 * r["default_page_faults_per_forward"]
     else:
         assert r["states"] == {"default": ["unsupported"], "tuned": ["unsupported"]}
     # This process (every other section) runs tuned, as the command does, and says so.
-    assert doc["environment"]["cpu_allocator"] == ("tuned" if glibc else "unsupported")
+    assert doc["environment"]["cpu_allocator"] == ("tuned" if GLIBC_MALLOC else "unsupported")
     assert "glibc malloc's default vs `torchmetrics_av.allocator`" in run_all.markdown_table(doc)
 
 

@@ -9,7 +9,6 @@ import importlib.util
 import io
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import soundfile
 from PIL import Image
 
 import torchmetrics_av.cli.runner as runner
+from tests.conftest import GLIBC_MALLOC
 from torchmetrics_av import demo
 from torchmetrics_av.cli import main
 from torchmetrics_av.cli.outputs import RANDOM_WEIGHTS_BANNER
@@ -72,8 +72,7 @@ def test_demo_command_offline_random_weights(tmp_path):
     assert set(doc["metrics"]["aesthetics"]) == {"CE", "CU", "PC", "PQ"}
     assert doc["provenance"]["random_weights"] == "tiny" and doc["provenance"]["missing_checkpoints"] == []
     # The command keeps freed CPU memory for reuse (torchmetrics_av.allocator; tests/test_allocator.py).
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert doc["provenance"]["cpu_allocator"] == ("tuned" if glibc else "unsupported")
+    assert doc["provenance"]["cpu_allocator"] == ("tuned" if GLIBC_MALLOC else "unsupported")
     files = doc["files"]
     assert files["n_gen"] == files["n_gen_videos"] == files["n_paired"] == 6 and not files["broken"]
     assert files["skipped"] == {} and files["n_scored"]["wer"] == 2

@@ -229,6 +229,7 @@ def test_tiny_batching_features_and_language_forcing(tiny, monkeypatch):
 @pytest.mark.slow
 def test_hf_whisper_equals_openai_whisper_on_golden(tmp_path, fill_v1):
     import whisper
+    from transformers.modeling_outputs import BaseModelOutput
 
     g = load_golden("wer", "whisper_golden.pt")
     meta = json.loads(g["meta_json"])
@@ -261,8 +262,6 @@ def test_hf_whisper_equals_openai_whisper_on_golden(tmp_path, fill_v1):
     assert hf.decode(hf_en) == list(g["decode_en_text"])
     assert hf.decode(hf_auto) == list(g["decode_auto_text"])
     # The language HF detected is the golden's (its prompt is [sot, <|ar|>, transcribe, notimestamps]).
-    from transformers.modeling_outputs import BaseModelOutput
-
     lang_ids = hf.model.detect_language(encoder_outputs=BaseModelOutput(enc))  # the encoder output checked above
     codes = {v: k[2:-2] for k, v in hf.model.generation_config.lang_to_id.items()}
     assert [codes[int(t)] for t in lang_ids] == list(g["decode_auto_language"])
